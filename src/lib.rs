@@ -1,1 +1,113 @@
-//! runq
+//! # runq
+//!
+//! A lock-free, work-stealing engine that runs CPU-bound tasks in the
+//! background for latency-sensitive programs. Hand it a closure and get
+//! control back at once; the task runs on a (pinned) worker thread, and its
+//! outcome comes back through a [`Handle`] you can wait on, poll, `.await`,
+//! or give a callback.
+//!
+//! ```
+//! use runq::{Pool, Task, Priority, Retry, TaskError, SubmitError};
+//! use std::time::Duration;
+//!
+//! let pool = Pool::builder().workers(2).build()?;
+//!
+//! // Fire and forget, or keep a handle.
+//! pool.spawn(|| { /* background work */ })?;
+//! let answer = pool.submit(|| 40 + 2)?;
+//! assert_eq!(answer.wait()?, 42);
+//!
+//! // Options: priority, retries with backoff, delay, deadline, key, callback.
+//! let h = pool.submit_task(
+//!     Task::fallible({
+//!         let mut calls = 0;
+//!         move || { calls += 1; if calls < 2 { Err("flaky") } else { Ok(calls) } }
+//!     })
+//!     .priority(Priority::High)
+//!     .retry(Retry::exponential(3, Duration::from_millis(1)))
+//!     .deadline(Duration::from_secs(5))
+//!     .key("job-17")
+//!     .on_complete(|r| assert!(r.is_ok())),
+//! )?;
+//! // While it is pending, the key is taken.
+//! let dup = pool.submit_task(Task::new(|| 0).key("job-17"));
+//! assert!(matches!(dup, Err(SubmitError::Duplicate(_))) || h.is_finished());
+//! assert_eq!(h.wait()?, 2);
+//!
+//! // Panics are caught per task.
+//! let boom = pool.submit(|| -> u32 { panic!("boom") })?;
+//! assert!(matches!(boom.wait(), Err(TaskError::Panicked(_))));
+//!
+//! // Fork-join and scopes, rayon-style.
+//! let (a, b) = pool.join(|| 1, || 2);
+//! assert_eq!(a + b, 3);
+//!
+//! let report = pool.shutdown();
+//! assert_eq!(report.submitted, report.completed + report.failed + report.cancelled + report.expired);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Guarantees
+//!
+//! - **Every accepted task ends in exactly one terminal state**
+//!   (`Succeeded`, `Failed`, `Cancelled`, `Expired`), its callback runs
+//!   exactly once, and a refused submission never runs.
+//! - **Ordering.** Tasks submitted from outside the pool at one priority
+//!   start in submission order on a one-worker pool; with N workers, up to
+//!   the N-way parallelism (see the `scheduler::lanes` docs).
+//! - **Priorities.** High before Normal before Low, with bounded starvation:
+//!   after 16 High tasks in a row a worker takes a waiting Normal one, and
+//!   every 32nd search takes a waiting Low task first.
+//! - **Panics** never take a worker down: the task resolves
+//!   [`TaskError::Panicked`] and [`Metrics::panicked`] counts it.
+//! - **No deadlock on nested waits.** [`Handle::wait`] on a worker runs other
+//!   jobs meanwhile, so submit-then-wait inside a task works on one worker.
+//! - **Shutdown loses nothing.** [`Pool::shutdown`] runs everything accepted
+//!   (delayed tasks and pending retries too); [`Pool::shutdown_now`] resolves
+//!   what has not started as `Cancelled`. Dropping the last [`Pool`] clone
+//!   is `shutdown()`, and never hangs, even on a worker thread.
+//! - **Bad input is a typed error**: [`BuildError`], [`SubmitError`],
+//!   [`TaskError`], never a panic or a hang.
+//!
+//! ## What it costs
+//!
+//! One heap allocation per task (closure, header and result slot together);
+//! a submitter pays a few atomic operations, plus a fence and a load to see
+//! whether a worker sleeps (and one futex wake only if one does). A waiter
+//! outside the pool is woken by one futex wake, and a completion with no
+//! waiter makes no syscall. Idle workers spin for a few microseconds, then
+//! sleep on a futex and use no CPU.
+
+#![deny(missing_docs, unsafe_op_in_unsafe_fn)]
+#![warn(missing_debug_implementations, unreachable_pub)]
+
+mod builder;
+mod error;
+mod handle;
+mod join;
+mod latch;
+mod metrics;
+mod pool;
+mod retry;
+mod scheduler;
+mod scope;
+mod slot;
+mod sync;
+mod task;
+mod timer;
+
+pub use builder::{Builder, WhenFull, MAX_WORKERS};
+pub use error::{BuildError, SubmitError, TaskError, TrySubmitError};
+pub use handle::Handle;
+pub use join::join;
+pub use metrics::{Metrics, ShutdownReport};
+pub use pool::Pool;
+pub use retry::{Jitter, Retry};
+pub use scope::Scope;
+pub use task::{is_cancelled, Priority, Status, Task, TaskId};
+
+/// The index of the worker running the calling code, if it runs on a pool's
+/// worker thread.
+pub fn current_worker() -> Option<usize> {
+    scheduler::worker::WorkerThread::current().map(|w| w.index)
+}

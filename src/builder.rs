@@ -1,0 +1,185 @@
+//! [`Builder`]: every knob of a pool, validated once in [`Builder::build`].
+
+use std::collections::HashSet;
+
+use crossbeam_deque::Worker;
+use parking_lot::Mutex;
+
+use crate::error::BuildError;
+use crate::latch::CountLatch;
+use crate::metrics::Stats;
+use crate::pool::Pool;
+use crate::scheduler::lanes::{Admission, Lanes};
+use crate::scheduler::sleep::EventCount;
+use crate::scheduler::worker::run_worker;
+use crate::scheduler::{JobRef, Lifecycle, Shared};
+use crate::sync::{thread, Arc, AtomicUsize};
+use crate::timer::Timer;
+
+/// The largest accepted `workers(n)`. Far above any core count runq is
+/// meant for; a larger value is almost certainly a bug in the caller.
+pub const MAX_WORKERS: usize = 512;
+
+/// What a submission from outside the pool does when the queue is at capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WhenFull {
+    /// Wait until there is room (or the pool shuts down). The default.
+    #[default]
+    Block,
+    /// Fail at once with [`SubmitError::Full`](crate::SubmitError::Full).
+    Reject,
+    /// Run the task right away on the submitting thread; its handle is
+    /// already finished when `submit` returns.
+    RunInCaller,
+}
+
+/// Configures and builds a [`Pool`].
+///
+/// ```
+/// use runq::{Pool, WhenFull};
+/// let pool = Pool::builder()
+///     .workers(2)
+///     .pin_workers(false)
+///     .capacity(1024)
+///     .when_full(WhenFull::Reject)
+///     .thread_name("render")
+///     .build()?;
+/// assert_eq!(pool.workers(), 2);
+/// # Ok::<(), runq::BuildError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Builder {
+    workers: Option<usize>,
+    pin: bool,
+    capacity: Option<usize>,
+    when_full: WhenFull,
+    thread_name: String,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder::new()
+    }
+}
+
+impl Builder {
+    /// All defaults: one worker per core, pinned on Linux, unbounded.
+    pub fn new() -> Builder {
+        Builder {
+            workers: None,
+            pin: cfg!(target_os = "linux"),
+            capacity: None,
+            when_full: WhenFull::Block,
+            thread_name: "runq".to_owned(),
+        }
+    }
+
+    /// Number of worker threads (default: the number of cores). 0, or more
+    /// than [`MAX_WORKERS`], is a [`BuildError`].
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = Some(n);
+        self
+    }
+
+    /// Pin worker `i` to core `i` (default on Linux). Best effort: workers
+    /// beyond the core count, or on systems that refuse, run unpinned, and
+    /// [`Metrics::pinned_workers`](crate::Metrics::pinned_workers) says how
+    /// many were pinned.
+    pub fn pin_workers(mut self, on: bool) -> Self {
+        self.pin = on;
+        self
+    }
+
+    /// Most tasks submitted from outside the pool that may wait at once
+    /// (queued or delayed). 0 is a [`BuildError`]. Default: unbounded.
+    pub fn capacity(mut self, n: usize) -> Self {
+        self.capacity = Some(n);
+        self
+    }
+
+    /// What a submission does when the pool is at capacity (default [`WhenFull::Block`]).
+    pub fn when_full(mut self, policy: WhenFull) -> Self {
+        self.when_full = policy;
+        self
+    }
+
+    /// Worker threads are named `{prefix}-{index}`, the timer `{prefix}-timer`
+    /// (default prefix `runq`).
+    pub fn thread_name(mut self, prefix: impl Into<String>) -> Self {
+        self.thread_name = prefix.into();
+        self
+    }
+
+    /// Starts the workers. Returns once every worker is running.
+    pub fn build(self) -> Result<Pool, BuildError> {
+        let n = self.workers.unwrap_or_else(|| num_cpus::get().max(1));
+        if n == 0 {
+            return Err(BuildError::ZeroWorkers);
+        }
+        if n > MAX_WORKERS {
+            return Err(BuildError::TooManyWorkers {
+                requested: n,
+                max: MAX_WORKERS,
+            });
+        }
+        if self.capacity == Some(0) {
+            return Err(BuildError::ZeroCapacity);
+        }
+        let locals: Vec<Worker<JobRef>> = (0..n).map(|_| Worker::new_lifo()).collect();
+        let shared = Arc::new(Shared {
+            lanes: Lanes::new(&locals),
+            sleep: EventCount::new(),
+            stats: Stats::new(n),
+            admission: Admission::new(self.capacity),
+            lifecycle: Lifecycle::new(),
+            timer: Timer::new(),
+            keys: Mutex::new(HashSet::new()),
+            threads: Mutex::new(Vec::with_capacity(n + 1)),
+            workers: n,
+            pinned: AtomicUsize::new(0),
+            when_full: self.when_full,
+            name: self.thread_name.clone(),
+        });
+        let cores = if self.pin && !cfg!(loom) {
+            core_affinity::get_core_ids().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let started = Arc::new(CountLatch::new(n));
+        let mut handles = Vec::with_capacity(n + 1);
+        for (i, local) in locals.into_iter().enumerate() {
+            let (s, st, core) = (shared.clone(), started.clone(), cores.get(i).copied());
+            let spawned = thread::Builder::new()
+                .name(format!("{}-{i}", self.thread_name))
+                .spawn(move || run_worker(s, i, local, core, st));
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(e) => return Err(abandon(&shared, handles, e)),
+            }
+        }
+        #[cfg(not(loom))]
+        {
+            let s = shared.clone();
+            let spawned = thread::Builder::new()
+                .name(format!("{}-timer", self.thread_name))
+                .spawn(move || crate::timer::run_timer(s));
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(e) => return Err(abandon(&shared, handles, e)),
+            }
+        }
+        *shared.threads.lock() = handles;
+        started.latch.wait_blocking();
+        Ok(Pool::from_shared(shared))
+    }
+}
+
+/// A thread failed to start: stop the ones that did and report the error.
+fn abandon(shared: &Shared, handles: Vec<thread::JoinHandle<()>>, e: std::io::Error) -> BuildError {
+    shared.lifecycle.close();
+    shared.on_finished();
+    for h in handles {
+        let _ = h.join();
+    }
+    BuildError::Spawn(e)
+}

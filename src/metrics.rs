@@ -1,0 +1,143 @@
+//! Counters and the [`Metrics`] snapshot.
+//!
+//! Each worker owns a cache-padded block of counters that only it writes
+//! (so the hot path never shares a cache line with another core); work done
+//! off the pool (a cancel from a user thread, the timer, a task run in the
+//! caller) lands in one extra shared block. A snapshot sums the blocks with
+//! relaxed loads: while the pool runs the sums are a moment's estimate, and
+//! after shutdown they are exact.
+
+use crossbeam_utils::CachePadded;
+
+use crate::sync::{AtomicU64, Ordering};
+
+/// A snapshot of a pool's counters. All counts are since the pool was built.
+///
+/// Once a pool is shut down, `submitted == completed + failed + cancelled + expired`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Metrics {
+    /// Worker threads in the pool.
+    pub workers: u64,
+    /// Workers that were pinned to a core.
+    pub pinned_workers: u64,
+    /// Tasks accepted (`spawn`, `submit`, `submit_task`, batch members).
+    pub submitted: u64,
+    /// Tasks that ended `Succeeded`.
+    pub completed: u64,
+    /// Tasks that ended `Failed` (an `Err` or a panic on their last attempt).
+    pub failed: u64,
+    /// Panics caught in task bodies, every attempt counted.
+    pub panicked: u64,
+    /// Re-runs scheduled by retry policies.
+    pub retried: u64,
+    /// Tasks that ended `Cancelled`.
+    pub cancelled: u64,
+    /// Tasks that ended `Expired`.
+    pub expired: u64,
+    /// Callbacks (`on_complete`) that panicked; the panic was caught.
+    pub callback_panics: u64,
+    /// Jobs a worker took from another worker's deque.
+    pub stolen: u64,
+    /// Times a worker went to sleep.
+    pub parks: u64,
+    /// Wake-ups sent to sleeping workers.
+    pub wakes: u64,
+    /// Tasks waiting in the High lane.
+    pub queued_high: u64,
+    /// Jobs waiting in the Normal lane (injector and worker deques).
+    pub queued_normal: u64,
+    /// Tasks waiting in the Low lane.
+    pub queued_low: u64,
+    /// Tasks held by the timer (delayed, or waiting for a retry).
+    pub delayed: u64,
+    /// Tasks accepted and not yet in a terminal state.
+    pub in_flight: u64,
+}
+
+/// What a shutdown saw: the pool's final counts.
+///
+/// `submitted == completed + failed + cancelled + expired` whenever the
+/// shutdown joined the workers (it does unless called on a worker thread).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Tasks ever accepted.
+    pub submitted: u64,
+    /// Tasks that ended `Succeeded`.
+    pub completed: u64,
+    /// Tasks that ended `Failed`.
+    pub failed: u64,
+    /// Panics caught in task bodies.
+    pub panicked: u64,
+    /// Tasks that ended `Cancelled` (including those cancelled by `shutdown_now`).
+    pub cancelled: u64,
+    /// Tasks that ended `Expired`.
+    pub expired: u64,
+    /// Re-runs scheduled by retry policies.
+    pub retried: u64,
+    /// Tasks not yet terminal when the report was taken (0 unless the
+    /// shutdown was called on one of the pool's own workers).
+    pub in_flight: u64,
+}
+
+/// The kinds of event a counter block records.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Event {
+    Submitted,
+    Completed,
+    Failed,
+    Panicked,
+    Retried,
+    Cancelled,
+    Expired,
+    CallbackPanic,
+    Stolen,
+    Park,
+    Wake,
+}
+
+const EVENTS: usize = 11;
+
+/// One block of counters.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    counts: [AtomicU64; EVENTS],
+}
+
+impl Counters {
+    #[inline]
+    pub(crate) fn add(&self, event: Event, n: u64) {
+        self.counts[event as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, event: Event) -> u64 {
+        self.counts[event as usize].load(Ordering::Relaxed)
+    }
+}
+
+/// All counter blocks of a pool: one per worker, then one shared.
+#[derive(Debug)]
+pub(crate) struct Stats {
+    blocks: Box<[CachePadded<Counters>]>,
+}
+
+impl Stats {
+    pub(crate) fn new(workers: usize) -> Stats {
+        Stats {
+            blocks: (0..=workers)
+                .map(|_| CachePadded::new(Counters::default()))
+                .collect(),
+        }
+    }
+
+    /// The block for worker `index`, or the shared block for `None`.
+    #[inline]
+    pub(crate) fn block(&self, index: Option<usize>) -> &Counters {
+        let last = self.blocks.len() - 1;
+        &self.blocks[index.unwrap_or(last).min(last)]
+    }
+
+    pub(crate) fn sum(&self, event: Event) -> u64 {
+        self.blocks.iter().map(|b| b.get(event)).sum()
+    }
+}

@@ -1,0 +1,453 @@
+//! [`Pool`]: the handle users hold.
+
+use std::fmt;
+use std::sync::Arc as StdArc;
+use std::time::Instant;
+
+use crate::builder::{Builder, WhenFull};
+use crate::error::{BuildError, SubmitError, TrySubmitError};
+use crate::handle::Handle;
+use crate::metrics::{Event, Metrics, ShutdownReport};
+use crate::scheduler::worker::WorkerThread;
+use crate::scheduler::Shared;
+use crate::scope::Scope;
+use crate::slot::{ADMITTED, DELAYED, QUEUED};
+use crate::sync::Arc;
+use crate::task::{Job, Once, Task, TaskCell, TaskJob};
+
+/// A pool of worker threads. Cheap to clone; every clone is the same pool.
+///
+/// Dropping the last clone shuts the pool down as [`Pool::shutdown`] does
+/// (queued, delayed and retrying tasks still run). When that last clone is
+/// dropped on one of the pool's own workers, intake closes and the workers
+/// finish the remaining work and exit on their own; the drop does not wait.
+///
+/// ```
+/// use runq::Pool;
+/// let pool = Pool::builder().workers(2).build()?;
+/// let h = pool.submit(|| (1..=10u64).sum::<u64>())?;
+/// assert_eq!(h.wait()?, 55);
+/// let report = pool.shutdown();
+/// assert_eq!(report.completed, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Pool {
+    inner: StdArc<PoolInner>,
+}
+
+/// The last `Pool` clone to go shuts the pool down.
+struct PoolInner {
+    shared: Arc<Shared>,
+}
+
+impl Drop for PoolInner {
+    fn drop(&mut self) {
+        shutdown(&self.shared, false);
+    }
+}
+
+/// A failed submission, with the task handed back.
+type Refused<T> = (SubmitError, StdArc<dyn TaskJob<T>>);
+
+impl Pool {
+    /// A [`Builder`] with all defaults.
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    /// A pool with all defaults: one worker per core, pinned on Linux,
+    /// unbounded queue.
+    pub fn new() -> Result<Pool, BuildError> {
+        Builder::new().build()
+    }
+
+    pub(crate) fn from_shared(shared: Arc<Shared>) -> Pool {
+        Pool {
+            inner: StdArc::new(PoolInner { shared }),
+        }
+    }
+
+    #[inline]
+    fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
+    }
+
+    /// Number of worker threads.
+    pub fn workers(&self) -> usize {
+        self.shared().workers
+    }
+
+    /// Runs `f` in the background, fire and forget. A panic in `f` is
+    /// caught and counted in [`Metrics::panicked`].
+    pub fn spawn<F>(&self, f: F) -> Result<(), SubmitError>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        let cell: StdArc<dyn TaskJob<()>> = StdArc::new(TaskCell::new(Once(Some(f))));
+        self.submit_cell(cell, true, false)
+            .map(drop)
+            .map_err(|(e, _)| e)
+    }
+
+    /// Runs `f` in the background and returns a [`Handle`] to its result.
+    pub fn submit<T, F>(&self, f: F) -> Result<Handle<T>, SubmitError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let cell: StdArc<dyn TaskJob<T>> = StdArc::new(TaskCell::new(Once(Some(f))));
+        self.submit_cell(cell, true, true)
+            .map(expect_handle)
+            .map_err(|(e, _)| e)
+    }
+
+    /// Submits a [`Task`] with its options. Blocks while the pool is at
+    /// capacity under [`WhenFull::Block`].
+    pub fn submit_task<T: Send + 'static>(&self, task: Task<T>) -> Result<Handle<T>, SubmitError> {
+        self.submit_cell(task.into_job(), true, true)
+            .map(expect_handle)
+            .map_err(|(e, _)| e)
+    }
+
+    /// Submits a [`Task`] without ever blocking: when the pool is at
+    /// capacity (whatever the policy) or refuses it, the task comes back
+    /// inside the error, unrun.
+    pub fn try_submit_task<T: Send + 'static>(
+        &self,
+        task: Task<T>,
+    ) -> Result<Handle<T>, TrySubmitError<T>> {
+        self.submit_cell(task.into_job(), false, true)
+            .map(expect_handle)
+            .map_err(|(error, cell)| TrySubmitError {
+                error,
+                task: Task { cell },
+            })
+    }
+
+    /// Submits all of `tasks` or none of them: shutdown, keys (also
+    /// duplicates within the batch) and capacity are checked for the whole
+    /// batch first, and no task of a refused batch ever runs. Under
+    /// [`WhenFull::Block`] it waits for room for the whole batch (a batch
+    /// larger than the capacity is refused with `Full`); under
+    /// [`WhenFull::RunInCaller`] a batch that does not fit runs in the caller.
+    pub fn submit_batch<T: Send + 'static>(
+        &self,
+        tasks: Vec<Task<T>>,
+    ) -> Result<Vec<Handle<T>>, SubmitError> {
+        let shared = self.shared();
+        let n = tasks.len();
+        if n == 0 {
+            return if shared.lifecycle.is_closed() {
+                Err(SubmitError::ShutDown)
+            } else {
+                Ok(Vec::new())
+            };
+        }
+        let cells: Vec<StdArc<dyn TaskJob<T>>> = tasks.into_iter().map(Task::into_job).collect();
+        self.enter(n)?;
+        let keys: Vec<&str> = cells.iter().filter_map(|c| c.key()).collect();
+        if !keys.is_empty() {
+            let mut held = shared.keys.lock();
+            let mut taken: Vec<&str> = Vec::with_capacity(keys.len());
+            for k in &keys {
+                if held.contains(*k) || taken.contains(k) {
+                    for t in &taken {
+                        held.remove(*t);
+                    }
+                    drop(held);
+                    self.leave(n);
+                    return Err(SubmitError::Duplicate((*k).to_owned()));
+                }
+                held.insert((*k).to_owned());
+                taken.push(k);
+            }
+        }
+        let admit = self.admit(n, true).inspect_err(|_| {
+            for k in &keys {
+                shared.release_key(k);
+            }
+            self.leave(n);
+        })?;
+        shared.stats_here().add(Event::Submitted, n as u64);
+        Ok(cells
+            .into_iter()
+            .map(|cell| {
+                self.dispatch(cell, admit, true)
+                    .expect("dispatch returns a handle when asked")
+            })
+            .collect())
+    }
+
+    /// Counts tasks in, or refuses because the pool is closed.
+    fn enter(&self, n: usize) -> Result<(), SubmitError> {
+        let shared = self.shared();
+        shared.lifecycle.try_enter(n).map_err(|finished| {
+            if finished {
+                shared.on_finished();
+            }
+            SubmitError::ShutDown
+        })
+    }
+
+    fn leave(&self, n: usize) {
+        if self.shared().lifecycle.leave(n) {
+            self.shared().on_finished();
+        }
+    }
+
+    /// Takes `n` admission permits if the submission comes from outside the
+    /// pool and the pool is bounded.
+    fn admit(&self, n: usize, may_block: bool) -> Result<Admit, SubmitError> {
+        let shared = self.shared();
+        if !shared.admission.is_bounded() || WorkerThread::current_of(shared).is_some() {
+            return Ok(Admit::Free);
+        }
+        let policy = shared.when_full;
+        let block = may_block && policy == WhenFull::Block;
+        match shared
+            .admission
+            .acquire(n, block, || shared.lifecycle.is_closed())
+        {
+            Ok(()) => Ok(Admit::Permit),
+            Err(SubmitError::Full) if may_block && policy == WhenFull::RunInCaller => {
+                Ok(Admit::Inline)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn submit_cell<T: Send + 'static>(
+        &self,
+        cell: StdArc<dyn TaskJob<T>>,
+        may_block: bool,
+        want_handle: bool,
+    ) -> Result<Option<Handle<T>>, Refused<T>> {
+        let shared = self.shared();
+        if let Err(e) = self.enter(1) {
+            return Err((e, cell));
+        }
+        if let Some(key) = cell.key() {
+            if !shared.keys.lock().insert(key.to_owned()) {
+                let key = key.to_owned();
+                self.leave(1);
+                return Err((SubmitError::Duplicate(key), cell));
+            }
+        }
+        let admit = match self.admit(1, may_block) {
+            Ok(a) => a,
+            Err(e) => {
+                if let Some(key) = cell.key() {
+                    shared.release_key(key);
+                }
+                self.leave(1);
+                return Err((e, cell));
+            }
+        };
+        shared.stats_here().add(Event::Submitted, 1);
+        Ok(self.dispatch(cell, admit, want_handle))
+    }
+
+    /// Sends an accepted task on its way: into the timer when delayed, run
+    /// right here under `RunInCaller`, else into its lane.
+    fn dispatch<T: Send + 'static>(
+        &self,
+        mut cell: StdArc<dyn TaskJob<T>>,
+        admit: Admit,
+        want_handle: bool,
+    ) -> Option<Handle<T>> {
+        let shared = self.shared();
+        let delay = cell
+            .delay()
+            .filter(|d| !d.is_zero() && admit != Admit::Inline);
+        let deadline = cell.deadline();
+        let now = if delay.is_some() || deadline.is_some() {
+            Instant::now()
+        } else {
+            // Only read by tasks with a delay or deadline.
+            cached_now()
+        };
+        let mut initial = if delay.is_some() { DELAYED } else { QUEUED };
+        if admit == Admit::Permit {
+            initial |= ADMITTED;
+        }
+        if let Some(c) = StdArc::get_mut(&mut cell) {
+            c.prepare(now, initial);
+        }
+        let handle = want_handle.then(|| Handle::new(cell.clone(), shared.clone()));
+        let job: StdArc<dyn Job> = cell;
+        if let Some(d) = deadline {
+            if let Some(due) = now.checked_add(d) {
+                shared.timer.expire_at(due, StdArc::downgrade(&job));
+            }
+        }
+        let priority = job.header().priority;
+        match (admit, delay) {
+            (Admit::Inline, _) => job.run(shared),
+            (_, Some(d)) => shared.schedule(job, d, priority),
+            (_, None) => shared.push(job, priority),
+        }
+        handle
+    }
+
+    /// Runs `a` and `b`, potentially in parallel, and returns both results.
+    /// On one of this pool's workers this is [`runq::join`](crate::join);
+    /// from elsewhere the join runs on a worker while the caller waits. A
+    /// panic in either closure is re-raised here after both finished. After
+    /// shutdown both run on the calling thread.
+    pub fn join<A, B, RA, RB>(&self, a: A, b: B) -> (RA, RB)
+    where
+        A: FnOnce() -> RA + Send,
+        B: FnOnce() -> RB + Send,
+        RA: Send,
+        RB: Send,
+    {
+        crate::join::join_in(self.shared(), a, b)
+    }
+
+    /// Runs `op` with a [`Scope`] whose spawned closures may borrow from the
+    /// caller's stack; returns once all of them have finished. A panic in
+    /// `op` or in a spawned closure is re-raised here after all finished.
+    ///
+    /// ```
+    /// use runq::Pool;
+    /// let pool = Pool::builder().workers(2).build()?;
+    /// let mut parts = vec![0u64; 4];
+    /// pool.scope(|s| {
+    ///     for (i, part) in parts.iter_mut().enumerate() {
+    ///         s.spawn(move |_| *part = (i as u64 + 1) * 10);
+    ///     }
+    /// });
+    /// assert_eq!(parts, vec![10, 20, 30, 40]);
+    /// # Ok::<(), runq::BuildError>(())
+    /// ```
+    pub fn scope<'scope, OP, R>(&self, op: OP) -> R
+    where
+        OP: FnOnce(&Scope<'scope>) -> R + Send,
+        R: Send,
+    {
+        crate::scope::scope_in(self.shared(), op)
+    }
+
+    /// A snapshot of the pool's counters and queue depths.
+    pub fn metrics(&self) -> Metrics {
+        metrics(self.shared())
+    }
+
+    /// Stops intake, runs everything already accepted (delayed tasks and
+    /// pending retries included, at their time), joins the workers and
+    /// reports the final counts. Other clones get
+    /// [`SubmitError::ShutDown`] from then on. Idempotent.
+    ///
+    /// Called on one of the pool's own workers it cannot join that worker:
+    /// it closes intake and returns at once, and the workers exit when the
+    /// accepted work is done.
+    pub fn shutdown(&self) -> ShutdownReport {
+        shutdown(self.shared(), false)
+    }
+
+    /// Stops intake, resolves every task that has not started (queued,
+    /// delayed, waiting for a retry) as `Cancelled` (their callbacks run),
+    /// lets running tasks finish (without further retries), joins the
+    /// workers and reports.
+    pub fn shutdown_now(&self) -> ShutdownReport {
+        shutdown(self.shared(), true)
+    }
+
+    /// True once `shutdown`/`shutdown_now` was called (or the last clone dropped).
+    pub fn is_shut_down(&self) -> bool {
+        self.shared().lifecycle.is_closed()
+    }
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shared = self.shared();
+        f.debug_struct("Pool")
+            .field("name", &shared.name)
+            .field("workers", &shared.workers)
+            .field("shut_down", &shared.lifecycle.is_closed())
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admit {
+    /// Unbounded pool, or a submission from inside it.
+    Free,
+    /// Holds an admission permit until it starts.
+    Permit,
+    /// At capacity under `RunInCaller`: run on the submitting thread.
+    Inline,
+}
+
+fn expect_handle<T>(h: Option<Handle<T>>) -> Handle<T> {
+    h.expect("a handle was asked for")
+}
+
+/// A time stamp for tasks that never read it (no delay, no deadline).
+fn cached_now() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn metrics(shared: &Shared) -> Metrics {
+    let s = &shared.stats;
+    Metrics {
+        workers: shared.workers as u64,
+        pinned_workers: shared.pinned.load(crate::sync::Ordering::Relaxed) as u64,
+        submitted: s.sum(Event::Submitted),
+        completed: s.sum(Event::Completed),
+        failed: s.sum(Event::Failed),
+        panicked: s.sum(Event::Panicked),
+        retried: s.sum(Event::Retried),
+        cancelled: s.sum(Event::Cancelled),
+        expired: s.sum(Event::Expired),
+        callback_panics: s.sum(Event::CallbackPanic),
+        stolen: s.sum(Event::Stolen),
+        parks: s.sum(Event::Park),
+        wakes: s.sum(Event::Wake),
+        queued_high: shared.lanes.high.len() as u64,
+        queued_normal: shared.lanes.normal_len() as u64,
+        queued_low: shared.lanes.low.len() as u64,
+        delayed: shared.timer.pending() as u64,
+        in_flight: shared.lifecycle.in_flight() as u64,
+    }
+}
+
+/// Shuts the pool down; see [`Pool::shutdown`] and [`Pool::shutdown_now`].
+fn shutdown(shared: &Shared, now: bool) -> ShutdownReport {
+    if now {
+        shared
+            .lifecycle
+            .now
+            .store(true, crate::sync::Ordering::SeqCst);
+    }
+    shared.lifecycle.close();
+    // Wake everyone to look at the new state: idle workers (to drain or
+    // exit), the timer, and submitters blocked on capacity (to give up).
+    shared.on_finished();
+    // Inside a task or callback of this pool, joining would wait for the
+    // very work we are part of: return and let the workers finish alone.
+    if WorkerThread::current_of(shared).is_none() && !crate::task::in_task() {
+        let me = crate::sync::thread::current().id();
+        let mut threads = shared.threads.lock();
+        for h in threads.drain(..) {
+            if h.thread().id() == me {
+                continue; // the timer thread, inside a callback: cannot join itself
+            }
+            let _ = h.join();
+        }
+    }
+    let m = metrics(shared);
+    ShutdownReport {
+        submitted: m.submitted,
+        completed: m.completed,
+        failed: m.failed,
+        panicked: m.panicked,
+        cancelled: m.cancelled,
+        expired: m.expired,
+        retried: m.retried,
+        in_flight: m.in_flight,
+    }
+}

@@ -1,0 +1,185 @@
+//! Retry policies and backoff.
+//!
+//! A policy says how many times a fallible task may run (`attempts` counts
+//! runs, the first included) and how long to wait before each re-run. The
+//! wait happens in the pool's timer, never in a worker: a backing-off task
+//! holds no thread.
+
+use std::time::Duration;
+
+/// How a backoff delay is randomized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Jitter {
+    /// Exactly the nominal delay.
+    None,
+    /// Half the nominal delay fixed, half uniformly random: never sooner
+    /// than half the nominal delay. The default.
+    #[default]
+    Equal,
+    /// Uniformly random between zero and the nominal delay.
+    Full,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Curve {
+    Fixed,
+    Exponential,
+}
+
+/// When and how often a failing task is run again.
+///
+/// ```
+/// use runq::{Retry, Jitter};
+/// use std::time::Duration;
+/// let policy = Retry::exponential(5, Duration::from_millis(10))
+///     .max_delay(Duration::from_millis(200))
+///     .jitter(Jitter::Full);
+/// assert_eq!(policy.attempts(), 5);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retry {
+    attempts: u32,
+    base: Duration,
+    curve: Curve,
+    max_delay: Option<Duration>,
+    jitter: Jitter,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry::none()
+    }
+}
+
+impl Retry {
+    /// Run once, never again.
+    pub fn none() -> Retry {
+        Retry {
+            attempts: 1,
+            base: Duration::ZERO,
+            curve: Curve::Fixed,
+            max_delay: None,
+            jitter: Jitter::Equal,
+        }
+    }
+
+    /// Up to `attempts` runs with `delay` between them (0 is taken as 1).
+    pub fn fixed(attempts: u32, delay: Duration) -> Retry {
+        Retry {
+            attempts: attempts.max(1),
+            base: delay,
+            curve: Curve::Fixed,
+            ..Retry::none()
+        }
+    }
+
+    /// Up to `attempts` runs; the delay before run `n + 1` is
+    /// `base * 2^(n - 1)` (so `base`, `2 * base`, `4 * base`, ...).
+    pub fn exponential(attempts: u32, base: Duration) -> Retry {
+        Retry {
+            attempts: attempts.max(1),
+            base,
+            curve: Curve::Exponential,
+            ..Retry::none()
+        }
+    }
+
+    /// Caps every nominal delay at `d`.
+    pub fn max_delay(mut self, d: Duration) -> Retry {
+        self.max_delay = Some(d);
+        self
+    }
+
+    /// Picks the jitter mode (default [`Jitter::Equal`]).
+    pub fn jitter(mut self, jitter: Jitter) -> Retry {
+        self.jitter = jitter;
+        self
+    }
+
+    /// How many runs the policy allows, the first included.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// The nominal (un-jittered) delay after failed run number `run` (1-based).
+    pub fn nominal_delay(&self, run: u32) -> Duration {
+        let d = match self.curve {
+            Curve::Fixed => self.base,
+            Curve::Exponential => {
+                let shift = run.saturating_sub(1).min(31);
+                self.base.saturating_mul(1u32 << shift)
+            }
+        };
+        match self.max_delay {
+            Some(cap) => d.min(cap),
+            None => d,
+        }
+    }
+
+    /// The delay to actually wait after failed run `run`, jitter applied.
+    pub(crate) fn delay_after(&self, run: u32) -> Duration {
+        let nominal = self.nominal_delay(run);
+        match self.jitter {
+            Jitter::None => nominal,
+            Jitter::Equal => {
+                let half = nominal / 2;
+                half + random_upto(nominal - half)
+            }
+            Jitter::Full => random_upto(nominal),
+        }
+    }
+}
+
+/// A uniformly random duration in `[0, max]`.
+fn random_upto(max: Duration) -> Duration {
+    let nanos = max.as_nanos().min(u64::MAX as u128) as u64;
+    if nanos == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_nanos(crate::scheduler::random_u64() % (nanos + 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exponential_doubles_and_caps() {
+        let p =
+            Retry::exponential(6, Duration::from_millis(10)).max_delay(Duration::from_millis(50));
+        let got: Vec<_> = (1..=5).map(|n| p.nominal_delay(n).as_millis()).collect();
+        assert_eq!(got, vec![10, 20, 40, 50, 50]);
+    }
+
+    #[test]
+    fn equal_jitter_never_below_half() {
+        let p = Retry::fixed(3, Duration::from_millis(10));
+        for _ in 0..1000 {
+            let d = p.delay_after(1);
+            assert!(
+                d >= Duration::from_millis(5) && d <= Duration::from_millis(10),
+                "{d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn full_jitter_stays_within_nominal() {
+        let p = Retry::fixed(3, Duration::from_millis(10)).jitter(Jitter::Full);
+        for _ in 0..1000 {
+            assert!(p.delay_after(1) <= Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn zero_attempts_means_one_run() {
+        assert_eq!(Retry::fixed(0, Duration::ZERO).attempts(), 1);
+        assert_eq!(Retry::exponential(0, Duration::ZERO).attempts(), 1);
+    }
+
+    #[test]
+    fn huge_exponent_saturates() {
+        let p = Retry::exponential(100, Duration::from_secs(1));
+        assert!(p.nominal_delay(99) >= Duration::from_secs(1 << 30));
+    }
+}

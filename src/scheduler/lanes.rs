@@ -1,0 +1,174 @@
+//! The three lanes and admission control.
+//!
+//! # Lanes
+//!
+//! - **High**: one global FIFO [`Injector`]. Every worker looks here first.
+//! - **Normal**: a global FIFO injector for tasks submitted from outside the
+//!   pool, plus one LIFO deque per worker for work spawned from inside (and
+//!   for `join`, which pops its second half back from the same end).
+//! - **Low**: one global FIFO injector, taken when nothing else is runnable.
+//!
+//! Starvation bounds (checked by `tests/priority.rs`):
+//! - after [`HIGH_BURST`] High tasks in a row, a worker takes one Normal job
+//!   before the next High one, if a Normal job waits;
+//! - every [`LOW_EVERY`]-th time a worker looks for work it takes a waiting
+//!   Low task first, so a Low task waits behind at most `LOW_EVERY - 1`
+//!   other jobs per worker.
+//!
+//! Ordering: tasks submitted from outside the pool at one priority are taken
+//! from their injector in FIFO order. A worker moves a batch of the Normal
+//! injector into its deque in the same order, so on a one-worker pool they
+//! also *start* in submission order. With N workers, they start in
+//! submission order up to the N-way parallelism of the pool (a later task can
+//! start while an earlier one, taken first by another worker, has not yet
+//! begun). Work spawned from inside a task goes to that worker's LIFO deque
+//! and has no order guarantee.
+//!
+//! # Admission
+//!
+//! `capacity(n)` bounds the tasks submitted from outside the pool that are
+//! accepted and not yet started (queued or delayed). A task holds a permit
+//! from acceptance until it is claimed to run or resolved without running;
+//! the state word's ADMITTED bit makes the release happen exactly once.
+//! Submissions from inside the pool take no permit and never block: a
+//! worker blocked on its own pool's capacity could deadlock it.
+
+use crossbeam_deque::{Injector, Stealer, Worker};
+use crossbeam_utils::CachePadded;
+
+use super::sleep::EventCount;
+use super::JobRef;
+use crate::error::SubmitError;
+use crate::sync::{AtomicUsize, Ordering};
+
+/// High tasks a worker takes in a row before it gives a waiting Normal job a
+/// turn. Small enough that Normal work still flows under a High flood, large
+/// enough that a burst of urgent tasks is not interleaved one-for-one.
+pub(crate) const HIGH_BURST: u32 = 16;
+
+/// Every this many searches a worker takes a waiting Low task first.
+pub(crate) const LOW_EVERY: u32 = 32;
+
+pub(crate) struct Lanes {
+    pub(crate) high: Injector<JobRef>,
+    pub(crate) normal: Injector<JobRef>,
+    pub(crate) low: Injector<JobRef>,
+    pub(crate) stealers: Box<[Stealer<JobRef>]>,
+}
+
+impl Lanes {
+    pub(crate) fn new(locals: &[Worker<JobRef>]) -> Lanes {
+        Lanes {
+            high: Injector::new(),
+            normal: Injector::new(),
+            low: Injector::new(),
+            stealers: locals.iter().map(Worker::stealer).collect(),
+        }
+    }
+
+    /// Jobs waiting in the Normal lane (injector and all deques).
+    pub(crate) fn normal_len(&self) -> usize {
+        self.normal.len() + self.stealers.iter().map(Stealer::len).sum::<usize>()
+    }
+
+    /// Is any lane visibly non-empty?
+    pub(crate) fn has_work(&self) -> bool {
+        !self.high.is_empty()
+            || !self.normal.is_empty()
+            || !self.low.is_empty()
+            || self.stealers.iter().any(|s| !s.is_empty())
+    }
+}
+
+/// Takes one job from an injector, retrying on contention.
+#[inline]
+pub(crate) fn take(injector: &Injector<JobRef>) -> Option<JobRef> {
+    loop {
+        match injector.steal() {
+            crossbeam_deque::Steal::Success(job) => return Some(job),
+            crossbeam_deque::Steal::Empty => return None,
+            crossbeam_deque::Steal::Retry => std::hint::spin_loop(),
+        }
+    }
+}
+
+/// The capacity bound on tasks submitted from outside the pool.
+pub(crate) struct Admission {
+    /// `usize::MAX` means unbounded: no counting at all.
+    capacity: usize,
+    queued: CachePadded<AtomicUsize>,
+    waiters: EventCount,
+}
+
+impl Admission {
+    pub(crate) fn new(capacity: Option<usize>) -> Admission {
+        Admission {
+            capacity: capacity.unwrap_or(usize::MAX),
+            queued: CachePadded::new(AtomicUsize::new(0)),
+            waiters: EventCount::new(),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn is_bounded(&self) -> bool {
+        self.capacity != usize::MAX
+    }
+
+    /// Takes `n` permits. With `block`, waits for room (giving up with
+    /// `ShutDown` when `closed()` becomes true); without, fails with `Full`.
+    pub(crate) fn acquire(
+        &self,
+        n: usize,
+        block: bool,
+        closed: impl Fn() -> bool,
+    ) -> Result<(), SubmitError> {
+        if !self.is_bounded() {
+            return Ok(());
+        }
+        if n > self.capacity {
+            return Err(SubmitError::Full);
+        }
+        loop {
+            let q = self.queued.load(Ordering::Relaxed);
+            if q + n <= self.capacity {
+                if self
+                    .queued
+                    .compare_exchange_weak(q, q + n, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return Ok(());
+                }
+                continue;
+            }
+            if !block {
+                return Err(SubmitError::Full);
+            }
+            let key = self.waiters.prepare();
+            if closed() {
+                self.waiters.cancel();
+                return Err(SubmitError::ShutDown);
+            }
+            if self.queued.load(Ordering::SeqCst) + n <= self.capacity {
+                self.waiters.cancel();
+                continue;
+            }
+            self.waiters.park(key);
+        }
+    }
+
+    /// Returns `n` permits and wakes blocked submitters.
+    pub(crate) fn release(&self, n: usize) {
+        if !self.is_bounded() {
+            return;
+        }
+        self.queued.fetch_sub(n, Ordering::SeqCst);
+        // Every waiter re-checks: a batch waiting for several permits must
+        // not swallow the only wake a single-task submitter needed.
+        self.waiters.notify_all();
+    }
+
+    /// Wakes every blocked submitter (shutdown).
+    pub(crate) fn wake_all(&self) {
+        self.waiters.notify_all();
+    }
+}

@@ -1,0 +1,114 @@
+//! The idle/wake protocol: an event count over a futex.
+//!
+//! # States and counters
+//!
+//! - `epoch`: a futex word. Sleepers sleep while it holds the value they
+//!   read; every notification adds one.
+//! - `sleepers`: how many threads are between [`prepare`](EventCount::prepare)
+//!   and the end of [`park`](EventCount::park) (or [`cancel`](EventCount::cancel)).
+//!
+//! # The handshake
+//!
+//! A sleeper does: `sleepers += 1` (SeqCst), a SeqCst fence, `key = epoch`,
+//! then **re-checks its condition** (the queues, a latch), and only then
+//! futex-waits while `epoch == key`.
+//!
+//! A notifier first makes its condition true (pushes a job, sets a latch),
+//! then a SeqCst fence, then loads `sleepers`. Zero: nothing more to pay, a
+//! fence, a load and a branch. Otherwise it bumps `epoch` and wakes one (or
+//! all) sleepers.
+//!
+//! # Why no wake-up is lost
+//!
+//! The two fences are ordered in the single SeqCst order. If the notifier's
+//! fence comes first, the sleeper's re-check (after its own fence) sees the
+//! pushed job and does not sleep. If the sleeper's fence comes first, the
+//! notifier's load sees `sleepers >= 1` and bumps `epoch`; the sleeper then
+//! either read `key` after the bump (its re-check, ordered after the bump,
+//! sees the job) or before it, in which case its futex wait finds
+//! `epoch != key` and returns at once, or is already asleep and is woken by
+//! the futex wake that follows the bump. Spurious returns are harmless:
+//! every caller loops back to searching.
+//!
+//! A woken worker that finds work while more is visible wakes the next one
+//! (see `WorkerThread::main_loop`), so a burst ramps up one worker at a time
+//! instead of waking the whole pool for one task.
+//!
+//! The loom models `sleep_*` in `loom-tests/` check this handshake with one
+//! and two workers and with Normal and High tasks.
+
+use crossbeam_utils::CachePadded;
+
+use crate::sync::{fence, AtomicU32, Futex, Ordering};
+
+/// An event count: sleep until something changed since you last looked.
+#[derive(Debug, Default)]
+pub(crate) struct EventCount {
+    epoch: CachePadded<Futex>,
+    sleepers: CachePadded<AtomicU32>,
+}
+
+/// What a sleeper read in [`EventCount::prepare`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Key(u32);
+
+impl EventCount {
+    pub(crate) fn new() -> Self {
+        EventCount {
+            epoch: CachePadded::new(Futex::new(0)),
+            sleepers: CachePadded::new(AtomicU32::new(0)),
+        }
+    }
+
+    /// Announces a sleep. The caller must re-check its condition after this
+    /// and then call exactly one of [`park`](Self::park) or [`cancel`](Self::cancel).
+    #[inline]
+    pub(crate) fn prepare(&self) -> Key {
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        Key(self.epoch.load(Ordering::SeqCst))
+    }
+
+    /// Withdraws an announced sleep.
+    #[inline]
+    pub(crate) fn cancel(&self) {
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Sleeps until notified after `key` was read (or spuriously).
+    pub(crate) fn park(&self, key: Key) {
+        self.epoch.wait(key.0);
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// As [`park`](Self::park), but returns by `deadline` at the latest.
+    pub(crate) fn park_until(&self, key: Key, deadline: std::time::Instant) {
+        self.epoch.wait_until(key.0, deadline);
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Wakes one sleeper, if any announced itself. Call after making the
+    /// condition true. Returns whether a wake was sent.
+    #[inline]
+    pub(crate) fn notify_one(&self) -> bool {
+        fence(Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) == 0 {
+            return false;
+        }
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.epoch.wake_one();
+        true
+    }
+
+    /// Wakes every sleeper, if any announced itself. Returns whether a
+    /// wake was sent.
+    pub(crate) fn notify_all(&self) -> bool {
+        fence(Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) == 0 {
+            return false;
+        }
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.epoch.wake_all();
+        true
+    }
+}

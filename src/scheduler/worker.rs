@@ -1,0 +1,383 @@
+//! The worker loop, the thread-local "current worker", pinning, helping
+//! waits and `join` on a worker.
+
+use std::cell::Cell;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::time::Instant;
+
+use crossbeam_deque::{Steal, Worker};
+use crossbeam_utils::Backoff;
+
+use super::lanes::{take, HIGH_BURST, LOW_EVERY};
+use super::{random_u64, JobRef, Shared};
+use crate::latch::{CountLatch, Latch, Probe};
+use crate::metrics::Event;
+use crate::sync::{thread_local, Arc, UnsafeCell};
+use crate::task::Abort;
+
+thread_local! {
+    static CURRENT: Cell<*const WorkerThread> = Cell::new(std::ptr::null());
+}
+
+/// One worker thread's private state. Lives on the worker's stack.
+pub(crate) struct WorkerThread {
+    pub(crate) index: usize,
+    local: Worker<JobRef>,
+    pub(crate) shared: Arc<Shared>,
+    /// High tasks taken in a row (for the starvation bound).
+    high_streak: Cell<u32>,
+    /// Searches so far (for Low-lane aging).
+    ticks: Cell<u32>,
+}
+
+impl WorkerThread {
+    /// The worker running on this thread, if any.
+    #[inline]
+    pub(crate) fn current<'a>() -> Option<&'a WorkerThread> {
+        let p = CURRENT.with(Cell::get);
+        // SAFETY: `run_worker` points CURRENT at a `WorkerThread` on its own
+        // stack for exactly as long as the worker loop runs, and clears it
+        // before that value is dropped. Only this thread reads it, and crate
+        // code uses the reference within the call that obtained it.
+        unsafe { p.as_ref() }
+    }
+
+    /// The worker running on this thread, if it belongs to `shared`'s pool.
+    #[inline]
+    pub(crate) fn current_of<'a>(shared: &Shared) -> Option<&'a WorkerThread> {
+        Self::current().filter(|w| std::ptr::eq(&*w.shared, shared))
+    }
+
+    #[inline]
+    pub(crate) fn push_local(&self, job: JobRef) {
+        self.local.push(job);
+    }
+
+    /// Finds the next job, in the order the scheduler module describes.
+    pub(crate) fn find_work(&self) -> Option<JobRef> {
+        let lanes = &self.shared.lanes;
+        let tick = self.ticks.get().wrapping_add(1);
+        self.ticks.set(tick);
+        if tick % LOW_EVERY == 0 {
+            if let Some(job) = take(&lanes.low) {
+                return Some(job);
+            }
+        }
+        let streak = self.high_streak.get();
+        if streak < HIGH_BURST {
+            if let Some(job) = take(&lanes.high) {
+                self.high_streak.set(streak + 1);
+                return Some(job);
+            }
+        }
+        self.high_streak.set(0);
+        if let Some(job) = self.local.pop() {
+            return Some(job);
+        }
+        if let Some(job) = self.steal_injector() {
+            return Some(job);
+        }
+        if let Some(job) = self.steal_from_others() {
+            return Some(job);
+        }
+        if streak >= HIGH_BURST {
+            if let Some(job) = take(&lanes.high) {
+                self.high_streak.set(1);
+                return Some(job);
+            }
+        }
+        take(&lanes.low)
+    }
+
+    fn steal_injector(&self) -> Option<JobRef> {
+        loop {
+            match self.shared.lanes.normal.steal_batch_and_pop(&self.local) {
+                Steal::Success(job) => {
+                    if !self.local.is_empty() {
+                        // More than we can run right now: let a sleeper help.
+                        self.shared.notify_one();
+                    }
+                    return Some(job);
+                }
+                Steal::Empty => return None,
+                Steal::Retry => std::hint::spin_loop(),
+            }
+        }
+    }
+
+    fn steal_from_others(&self) -> Option<JobRef> {
+        let stealers = &self.shared.lanes.stealers;
+        let n = stealers.len();
+        if n <= 1 {
+            return None;
+        }
+        let start = random_u64() as usize % n;
+        loop {
+            let mut retry = false;
+            for i in 0..n {
+                let victim = (start + i) % n;
+                if victim == self.index {
+                    continue;
+                }
+                match stealers[victim].steal_batch_and_pop(&self.local) {
+                    Steal::Success(job) => {
+                        let moved = 1 + self.local.len() as u64;
+                        self.shared
+                            .stats
+                            .block(Some(self.index))
+                            .add(Event::Stolen, moved);
+                        return Some(job);
+                    }
+                    Steal::Retry => retry = true,
+                    Steal::Empty => {}
+                }
+            }
+            if !retry {
+                return None;
+            }
+        }
+    }
+
+    /// Runs one job. Under `shutdown_now`, a task is resolved Cancelled
+    /// instead; scope and join jobs still run (a caller waits on them).
+    pub(crate) fn execute(&self, job: JobRef) {
+        match job {
+            JobRef::Task(task) => {
+                if self.shared.stopping_now() {
+                    task.abort(&self.shared, Abort::Cancelled);
+                } else {
+                    task.run(&self.shared);
+                }
+            }
+            JobRef::Heap(f) => f(&self.shared),
+            // SAFETY: a StackRef is only created by `join` below, which keeps
+            // the job alive until it is executed or popped back.
+            JobRef::Stack(r) => unsafe { (r.exec)(r.ptr, &self.shared) },
+        }
+    }
+
+    /// Spins briefly, re-searching. The window is crossbeam's `Backoff`
+    /// (about a hundred spin hints, then a few yields): long enough to catch
+    /// a task submitted right behind the last one, short enough that an idle
+    /// pool stops using CPU within microseconds.
+    fn spin(&self, done: impl Fn() -> bool) -> Option<JobRef> {
+        let backoff = Backoff::new();
+        while !backoff.is_completed() {
+            backoff.snooze();
+            if done() {
+                return None;
+            }
+            if let Some(job) = self.find_work() {
+                return Some(job);
+            }
+        }
+        None
+    }
+
+    fn main_loop(&self) {
+        let shared = &*self.shared;
+        let mut woken = false;
+        loop {
+            if let Some(job) = self.find_work().or_else(|| self.spin(|| false)) {
+                if woken && shared.lanes.has_work() {
+                    // Ramp up: a woken worker that sees more work wakes the next.
+                    shared.notify_one();
+                }
+                woken = false;
+                self.execute(job);
+                continue;
+            }
+            let key = shared.sleep.prepare();
+            if let Some(job) = self.find_work() {
+                shared.sleep.cancel();
+                self.execute(job);
+                continue;
+            }
+            if shared.lifecycle.is_finished() {
+                shared.sleep.cancel();
+                return;
+            }
+            shared.stats.block(Some(self.index)).add(Event::Park, 1);
+            shared.sleep.park(key);
+            woken = true;
+        }
+    }
+
+    /// Runs other jobs until `probe` is done; parks on the pool's event
+    /// count (as a HELPER of the probe) when there are none. Returns false
+    /// if `deadline` passed first.
+    pub(crate) fn wait_until(&self, probe: &impl Probe, deadline: Option<Instant>) -> bool {
+        let shared = &*self.shared;
+        loop {
+            if probe.is_done() {
+                return true;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return false;
+            }
+            if let Some(job) = self.find_work().or_else(|| self.spin(|| probe.is_done())) {
+                self.execute(job);
+                continue;
+            }
+            if !probe.announce_helper() {
+                return true;
+            }
+            let key = shared.sleep.prepare();
+            if probe.is_done() {
+                shared.sleep.cancel();
+                return true;
+            }
+            if let Some(job) = self.find_work() {
+                shared.sleep.cancel();
+                self.execute(job);
+                continue;
+            }
+            shared.stats.block(Some(self.index)).add(Event::Park, 1);
+            match deadline {
+                None => shared.sleep.park(key),
+                Some(d) => shared.sleep.park_until(key, d),
+            }
+        }
+    }
+
+    /// `join` on a worker: push `b`, run `a`, then take `b` back if nobody
+    /// stole it, or help until the thief is done.
+    pub(crate) fn join<A, B, RA, RB>(&self, a: A, b: B) -> (RA, RB)
+    where
+        A: FnOnce() -> RA + Send,
+        B: FnOnce() -> RB + Send,
+        RA: Send,
+        RB: Send,
+    {
+        let job_b = StackJob::new(b);
+        // SAFETY: `job_b` stays on this frame until its latch is set (a thief
+        // ran it) or we popped its reference back: we return only after one
+        // of the two, and `a` cannot unwind past us (caught below).
+        let job_ref = unsafe { job_b.as_ref() };
+        let ptr = job_ref.ptr;
+        self.local.push(JobRef::Stack(job_ref));
+        self.shared.notify_one();
+        let ra = catch_unwind(AssertUnwindSafe(a));
+        let rb = loop {
+            if job_b.latch.is_done() {
+                break job_b.take_result();
+            }
+            match self.local.pop() {
+                Some(JobRef::Stack(r)) if r.ptr == ptr => break job_b.run_inline(),
+                Some(other) => self.execute(other),
+                None => {
+                    self.wait_until(&job_b.latch, None);
+                    break job_b.take_result();
+                }
+            }
+        };
+        match (ra, rb) {
+            (Ok(ra), Ok(rb)) => (ra, rb),
+            (Err(p), _) | (_, Err(p)) => resume_unwind(p),
+        }
+    }
+}
+
+/// The second half of a `join`, on the joining worker's stack.
+struct StackJob<F, R> {
+    func: UnsafeCell<Option<F>>,
+    result: UnsafeCell<Option<std::thread::Result<R>>>,
+    latch: Latch,
+}
+
+/// A type-erased pointer to a [`StackJob`].
+pub(crate) struct StackRef {
+    ptr: *const (),
+    exec: unsafe fn(*const (), &Shared),
+}
+
+// SAFETY: a StackRef is moved to the thief's thread together with the right
+// to run the job once; `StackJob` only holds `Send` closures and results.
+unsafe impl Send for StackRef {}
+
+impl<F: FnOnce() -> R + Send, R: Send> StackJob<F, R> {
+    fn new(f: F) -> Self {
+        StackJob {
+            func: UnsafeCell::new(Some(f)),
+            result: UnsafeCell::new(None),
+            latch: Latch::new(),
+        }
+    }
+
+    /// # Safety
+    /// The job must outlive every use of the returned reference.
+    unsafe fn as_ref(&self) -> StackRef {
+        StackRef {
+            ptr: self as *const Self as *const (),
+            exec: Self::execute,
+        }
+    }
+
+    /// # Safety
+    /// `this` comes from [`as_ref`](Self::as_ref) on a live job, and the
+    /// reference was taken out of the deque exactly once.
+    unsafe fn execute(this: *const (), shared: &Shared) {
+        // SAFETY: live by the contract.
+        let this = unsafe { &*(this as *const Self) };
+        let result = this.run_inline();
+        // SAFETY: we hold the only reference that runs the job, and the
+        // owner reads the result only after the latch is set.
+        this.result.with_mut(|p| unsafe { *p = Some(result) });
+        // NOTE: after `set`, the owner may return and free `this`.
+        this.latch.set(shared);
+    }
+
+    fn run_inline(&self) -> std::thread::Result<R> {
+        // SAFETY: the closure is taken exactly once: by the thief that
+        // popped the reference, or by the owner that popped it back.
+        let f = self.func.with_mut(|p| unsafe { (*p).take() });
+        match f {
+            Some(f) => catch_unwind(AssertUnwindSafe(f)),
+            None => Err(Box::new("join job ran twice")),
+        }
+    }
+
+    fn take_result(&self) -> std::thread::Result<R> {
+        // SAFETY: called after the latch was seen set (Acquire): the thief's
+        // write is visible and it no longer touches the job.
+        let r = self.result.with_mut(|p| unsafe { (*p).take() });
+        r.unwrap_or_else(|| Err(Box::new("join result missing")))
+    }
+}
+
+/// The body of a worker thread.
+pub(crate) fn run_worker(
+    shared: Arc<Shared>,
+    index: usize,
+    local: Worker<JobRef>,
+    core: Option<core_affinity::CoreId>,
+    started: Arc<CountLatch>,
+) {
+    if let Some(core) = core {
+        if pin(core) {
+            shared.pinned.fetch_add(1, crate::sync::Ordering::Relaxed);
+        }
+    }
+    let worker = WorkerThread {
+        index,
+        local,
+        shared,
+        high_streak: Cell::new(0),
+        ticks: Cell::new(0),
+    };
+    CURRENT.with(|c| c.set(&worker));
+    started.done_one(&worker.shared);
+    drop(started);
+    worker.main_loop();
+    CURRENT.with(|c| c.set(std::ptr::null()));
+}
+
+#[cfg(not(loom))]
+fn pin(core: core_affinity::CoreId) -> bool {
+    core_affinity::set_for_current(core)
+}
+
+#[cfg(loom)]
+fn pin(_core: core_affinity::CoreId) -> bool {
+    false
+}

@@ -1,0 +1,139 @@
+//! Scoped spawns: closures that may borrow from the caller's stack.
+//!
+//! A [`Scope`] counts its pending closures in a [`CountLatch`] (starting at
+//! one for the scope's own body). Each spawned closure is boxed, its
+//! lifetime erased, and queued; when it finishes it records a panic, if any,
+//! and counts itself out. `scope` returns only after the count reaches zero,
+//! which is what makes the erased lifetimes sound: every borrow outlives
+//! every closure that uses it.
+//!
+//! Subtle: a finishing closure clones the latch's `Arc` *before* counting
+//! itself out, because once the count is zero the owner may return and free
+//! the `Scope`.
+
+use std::any::Any;
+use std::fmt;
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+
+use parking_lot::Mutex;
+
+use crate::latch::CountLatch;
+use crate::scheduler::worker::WorkerThread;
+use crate::scheduler::{JobRef, Shared};
+use crate::sync::Arc;
+
+/// A scope for spawning closures that borrow from the enclosing stack frame;
+/// see [`Pool::scope`](crate::Pool::scope).
+pub struct Scope<'scope> {
+    shared: Arc<Shared>,
+    latch: Arc<CountLatch>,
+    panic: Mutex<Option<Box<dyn Any + Send>>>,
+    /// The pool is shut down: spawns run on the calling thread.
+    inline: bool,
+    _marker: PhantomData<fn(&'scope ()) -> &'scope ()>,
+}
+
+struct ScopePtr<'scope>(*const Scope<'scope>);
+
+// SAFETY: `Scope` is `Sync` (all its fields are), and the pointer is only
+// dereferenced while the scope is alive (see the module docs).
+unsafe impl Send for ScopePtr<'_> {}
+
+impl<'scope> Scope<'scope> {
+    /// Spawns `f` into the pool. It may borrow anything that outlives the
+    /// scope, and receives the scope to spawn more.
+    pub fn spawn<F>(&self, f: F)
+    where
+        F: FnOnce(&Scope<'scope>) + Send + 'scope,
+    {
+        if self.inline {
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(self))) {
+                self.record_panic(p);
+            }
+            return;
+        }
+        self.latch.add(1);
+        let ptr = ScopePtr(self as *const Scope<'scope>);
+        let job = move |shared: &Shared| {
+            let ptr = ptr;
+            // SAFETY: the scope waits for this closure before it returns.
+            let scope = unsafe { &*ptr.0 };
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(scope))) {
+                scope.record_panic(p);
+            }
+            // NOTE: after `done_one` the scope may be gone; keep the latch.
+            let latch = scope.latch.clone();
+            latch.done_one(shared);
+        };
+        let job: Box<dyn FnOnce(&Shared) + Send + 'scope> = Box::new(job);
+        // SAFETY: the scope outlives every spawned closure (module docs), so
+        // erasing `'scope` never lets a borrow dangle.
+        let job: Box<dyn FnOnce(&Shared) + Send + 'static> = unsafe { std::mem::transmute(job) };
+        match WorkerThread::current_of(&self.shared) {
+            Some(worker) => worker.push_local(JobRef::Heap(job)),
+            None => self.shared.lanes.normal.push(JobRef::Heap(job)),
+        }
+        self.shared.notify_one();
+    }
+
+    fn record_panic(&self, p: Box<dyn Any + Send>) {
+        let mut slot = self.panic.lock();
+        if slot.is_none() {
+            *slot = Some(p);
+        }
+    }
+}
+
+impl fmt::Debug for Scope<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scope")
+            .field("inline", &self.inline)
+            .finish_non_exhaustive()
+    }
+}
+
+/// [`Pool::scope`](crate::Pool::scope).
+pub(crate) fn scope_in<'scope, OP, R>(shared: &Arc<Shared>, op: OP) -> R
+where
+    OP: FnOnce(&Scope<'scope>) -> R + Send,
+    R: Send,
+{
+    let worker = WorkerThread::current_of(shared);
+    let entered = worker.is_some() || {
+        match shared.lifecycle.try_enter(1) {
+            Ok(()) => true,
+            Err(finished) => {
+                if finished {
+                    shared.on_finished();
+                }
+                false
+            }
+        }
+    };
+    let scope = Scope {
+        shared: shared.clone(),
+        latch: Arc::new(CountLatch::new(1)),
+        panic: Mutex::new(None),
+        inline: !entered,
+        _marker: PhantomData,
+    };
+    let result = catch_unwind(AssertUnwindSafe(|| op(&scope)));
+    scope.latch.done_one(shared);
+    match worker {
+        Some(w) => {
+            w.wait_until(&scope.latch.latch, None);
+        }
+        None => scope.latch.latch.wait_blocking(),
+    }
+    if entered && worker.is_none() && shared.lifecycle.leave(1) {
+        shared.on_finished();
+    }
+    if let Some(p) = scope.panic.lock().take() {
+        resume_unwind(p);
+    }
+    match result {
+        Ok(r) => r,
+        Err(p) => resume_unwind(p),
+    }
+}

@@ -1,0 +1,699 @@
+//! [`Task`]: what a user describes, and the single allocation the queues
+//! carry.
+//!
+//! `Task::new(f)` allocates one [`TaskCell`] holding the header (state word,
+//! id, priority, attempt count), the result slot and the closure; builder
+//! methods fill in the options while the cell is still unshared, and the
+//! rarely used ones (retry, delay, deadline, key, callback, guard) live in a
+//! boxed `Extra` so a plain task stays small. Submitting moves the cell into
+//! a queue as an `Arc<dyn Job>` and hands the caller a [`Handle`](crate::Handle)
+//! to the same allocation.
+//!
+//! Task cells use `std::sync::Arc` even under loom (loom's `Arc` cannot be
+//! coerced to a trait object); loom still sees every access to the state word
+//! and to the cells' `UnsafeCell`s, which is where the protocol lives.
+
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::{panic_message, BoxError, TaskError};
+use crate::metrics::Event;
+use crate::retry::Retry;
+use crate::scheduler::Shared;
+use crate::slot::*;
+use crate::sync::{thread_local, Futex, Ordering, UnsafeCell};
+
+/// Which lane a task waits in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum Priority {
+    /// The priority lane: checked by every worker before anything else.
+    High,
+    /// The global injector and the workers' deques. The default.
+    #[default]
+    Normal,
+    /// Background work: taken when nothing else is runnable (and, to bound
+    /// starvation, every so often regardless).
+    Low,
+}
+
+/// Where a task is in its life. It only moves forward:
+/// `Queued`/`Delayed` → `Running` ↔ `Retrying` → one terminal state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// Waiting in a lane.
+    Queued,
+    /// Held by the timer until its delay passes.
+    Delayed,
+    /// A worker is running it.
+    Running,
+    /// It failed and waits for its next attempt.
+    Retrying,
+    /// It returned a value.
+    Succeeded,
+    /// It failed (or panicked) on its last attempt.
+    Failed,
+    /// It was cancelled before it ran.
+    Cancelled,
+    /// Its deadline passed before it started.
+    Expired,
+}
+
+impl Status {
+    /// True for the four terminal states.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            Status::Succeeded | Status::Failed | Status::Cancelled | Status::Expired
+        )
+    }
+
+    pub(crate) fn from_word(s: u32) -> Status {
+        match s & CODE {
+            QUEUED => Status::Queued,
+            DELAYED => Status::Delayed,
+            RUNNING => Status::Running,
+            RETRYING => Status::Retrying,
+            SUCCEEDED => Status::Succeeded,
+            FAILED => Status::Failed,
+            CANCELLED => Status::Cancelled,
+            _ => Status::Expired,
+        }
+    }
+}
+
+/// A task's identity, unique among all tasks of the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId(u64);
+
+impl TaskId {
+    /// The id as a number.
+    pub fn as_u64(&self) -> u64 {
+        self.0
+    }
+
+    /// A fresh id. Threads take blocks of ids from one global counter so the
+    /// common case touches no shared cache line.
+    fn next() -> TaskId {
+        /// Ids handed to a thread at a time.
+        const BLOCK: u64 = 1024;
+        static NEXT_BLOCK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        std::thread_local!(static RANGE: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) });
+        RANGE.with(|r| {
+            let (mut next, mut end) = r.get();
+            if next == end {
+                next = NEXT_BLOCK.fetch_add(1, std::sync::atomic::Ordering::Relaxed) * BLOCK;
+                end = next + BLOCK;
+            }
+            r.set((next + 1, end));
+            TaskId(next)
+        })
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "task#{}", self.0)
+    }
+}
+
+/// Why a task is resolved without running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Abort {
+    Cancelled,
+    Expired,
+}
+
+/// What every queued task offers the scheduler, whatever its output type.
+pub(crate) trait Job: Send + Sync + 'static {
+    fn header(&self) -> &Header;
+    /// Claims the task and runs one attempt (or resolves it, if it was
+    /// cancelled or expired meanwhile). A stale queue entry does nothing.
+    fn run(self: Arc<Self>, shared: &crate::sync::Arc<Shared>);
+    /// Resolves a task that has not started (or waits for a retry).
+    /// Returns true when this call resolved it.
+    fn abort(&self, shared: &Shared, why: Abort) -> bool;
+    /// Options the pool reads at submission.
+    fn delay(&self) -> Option<Duration>;
+    fn deadline(&self) -> Option<Duration>;
+    fn key(&self) -> Option<&str>;
+    /// Called once, while the cell is still unshared, at submission.
+    fn prepare(&mut self, now: Instant, initial: u32);
+}
+
+/// A job whose output type is known: what a handle holds.
+pub(crate) trait TaskJob<T>: Job {
+    fn slot(&self) -> &Slot<T>;
+    fn extra_mut(&mut self) -> &mut Extra<T>;
+    fn header_mut(&mut self) -> &mut Header;
+}
+
+/// The part of a task every lane and handle reads.
+pub(crate) struct Header {
+    pub(crate) state: Futex,
+    pub(crate) id: TaskId,
+    pub(crate) priority: Priority,
+    /// Runs started. Written only by the owner of the RUNNING state.
+    attempts: crate::sync::AtomicU32,
+}
+
+impl Header {
+    fn new() -> Header {
+        Header {
+            state: Futex::new(QUEUED),
+            id: TaskId::next(),
+            priority: Priority::Normal,
+            attempts: crate::sync::AtomicU32::new(0),
+        }
+    }
+
+    pub(crate) fn status(&self) -> Status {
+        Status::from_word(self.state.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.state.load(Ordering::Acquire) & DONE != 0
+    }
+
+    /// Sets CANCEL_REQ on a running task; see [`Handle::cancel`](crate::Handle::cancel).
+    /// Returns false (the task runs or ran) or true when the caller should
+    /// retry an abort (the task went back to a waiting state meanwhile).
+    pub(crate) fn request_cancel(&self) -> bool {
+        let mut s = self.state.load(Ordering::Acquire);
+        loop {
+            let code = s & CODE;
+            if code != RUNNING {
+                return is_waiting(code);
+            }
+            match self.state.compare_exchange_weak(
+                s,
+                s | CANCEL_REQ,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return false,
+                Err(x) => s = x,
+            }
+        }
+    }
+}
+
+/// Options few tasks use, boxed so plain tasks stay small.
+pub(crate) struct Extra<T> {
+    retry: Retry,
+    delay: Option<Duration>,
+    deadline: Option<Duration>,
+    deadline_at: Option<Instant>,
+    key: Option<String>,
+    on_complete: UnsafeCell<Option<Callback<T>>>,
+    guard: UnsafeCell<Option<Guard>>,
+}
+
+type Callback<T> = Box<dyn FnOnce(&Result<T, TaskError>) + Send + 'static>;
+type Guard = Box<dyn FnOnce() -> bool + Send + 'static>;
+
+impl<T> Default for Extra<T> {
+    fn default() -> Self {
+        Extra {
+            retry: Retry::none(),
+            delay: None,
+            deadline: None,
+            deadline_at: None,
+            key: None,
+            on_complete: UnsafeCell::new(None),
+            guard: UnsafeCell::new(None),
+        }
+    }
+}
+
+/// A task body: called once per attempt.
+pub(crate) trait Body<T>: Send + 'static {
+    /// Whether the body can run more than once (retries need that).
+    const REPEATABLE: bool;
+    fn call(&mut self) -> Result<T, BoxError>;
+}
+
+/// An `FnOnce` body: runs at most once.
+pub(crate) struct Once<F>(pub(crate) Option<F>);
+
+impl<T, F: FnOnce() -> T + Send + 'static> Body<T> for Once<F> {
+    const REPEATABLE: bool = false;
+    fn call(&mut self) -> Result<T, BoxError> {
+        match self.0.take() {
+            Some(f) => Ok(f()),
+            None => Err("task body already consumed".into()),
+        }
+    }
+}
+
+/// An `FnMut() -> Result` body: may run again after a failure.
+pub(crate) struct Fallible<F>(F);
+
+impl<T, E, F> Body<T> for Fallible<F>
+where
+    F: FnMut() -> Result<T, E> + Send + 'static,
+    E: Into<BoxError>,
+{
+    const REPEATABLE: bool = true;
+    fn call(&mut self) -> Result<T, BoxError> {
+        (self.0)().map_err(Into::into)
+    }
+}
+
+/// The one allocation of a task: header, options, result slot, closure.
+pub(crate) struct TaskCell<T, B> {
+    header: Header,
+    extra: Option<Box<Extra<T>>>,
+    slot: Slot<T>,
+    body: UnsafeCell<B>,
+}
+
+// SAFETY: [1] the body and the output are only touched by the thread that
+// owns the state word (won the CAS into RUNNING or a terminal code), and
+// ownership passes between threads through AcqRel operations on that word;
+// [2] the handle reads the output only after an Acquire load saw DONE;
+// [3] `B: Send` and `T: Send`, so moving them between threads is allowed.
+unsafe impl<T: Send, B: Send> Sync for TaskCell<T, B> {}
+// SAFETY: as above; every field is `Send` when `T` and `B` are.
+unsafe impl<T: Send, B: Send> Send for TaskCell<T, B> {}
+
+impl<T: Send + 'static, B: Body<T>> TaskCell<T, B> {
+    pub(crate) fn new(body: B) -> Self {
+        TaskCell {
+            header: Header::new(),
+            extra: None,
+            slot: Slot::new(),
+            body: UnsafeCell::new(body),
+        }
+    }
+
+    fn deadline_at(&self) -> Option<Instant> {
+        self.extra.as_ref().and_then(|e| e.deadline_at)
+    }
+
+    /// Resolves the task. The caller owns the state word: it won the CAS
+    /// into RUNNING (`from_running`) or into the terminal `code`.
+    fn finish(&self, shared: &Shared, code: u32, result: Result<T, TaskError>, from_running: bool) {
+        // SAFETY: the caller owns the state word and DONE is not set.
+        unsafe { self.slot.write(result) };
+        if from_running {
+            let mut s = self.header.state.load(Ordering::Relaxed);
+            while let Err(x) = self.header.state.compare_exchange_weak(
+                s,
+                (s & !CODE) | code,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                s = x;
+            }
+        }
+        let stats = shared.stats_here();
+        stats.add(
+            match code {
+                SUCCEEDED => Event::Completed,
+                FAILED => Event::Failed,
+                CANCELLED => Event::Cancelled,
+                _ => Event::Expired,
+            },
+            1,
+        );
+        if let Some(extra) = &self.extra {
+            if let Some(key) = &extra.key {
+                shared.release_key(key);
+            }
+            // SAFETY: the callback cell, like the output, belongs to the
+            // owner of the state word.
+            let callback = extra.on_complete.with_mut(|p| unsafe { (*p).take() });
+            if let Some(cb) = callback {
+                let previous = CURRENT_TASK.with(|c| c.replace(&self.header.state as *const Futex));
+                // SAFETY: the output was written above and DONE is not set.
+                let outcome =
+                    catch_unwind(AssertUnwindSafe(|| unsafe { self.slot.with_output(cb) }));
+                CURRENT_TASK.with(|c| c.set(previous));
+                if let Err(payload) = outcome {
+                    stats.add(Event::CallbackPanic, 1);
+                    drop_payload(payload);
+                }
+            }
+        }
+        // NOTE: after DONE the handle may take the output and drop its
+        // reference; our own `Arc` keeps the cell alive until we return.
+        let old = self.header.state.fetch_or(DONE, Ordering::AcqRel);
+        if old & WAITER != 0 {
+            self.header.state.wake_all();
+        }
+        if old & JOIN_WAKER != 0 {
+            // SAFETY: JOIN_WAKER was set when DONE went in (see `Slot::wake_waker`).
+            unsafe { self.slot.wake_waker() };
+        }
+        if old & HELPER != 0 {
+            shared.notify_all();
+        }
+        shared.task_finished();
+    }
+
+    /// One attempt ended without a value: retry, or resolve it.
+    fn attempt_failed(self: Arc<Self>, shared: &crate::sync::Arc<Shared>, error: Failure) {
+        let runs = self.header.attempts.load(Ordering::Relaxed);
+        let allowed = match &self.extra {
+            Some(e) if B::REPEATABLE => e.retry.attempts(),
+            _ => 1,
+        };
+        let state = self.header.state.load(Ordering::Acquire);
+        let cancel = state & CANCEL_REQ != 0 || shared.stopping_now();
+        if runs < allowed && !cancel {
+            let mut s = state;
+            while let Err(x) = self.header.state.compare_exchange_weak(
+                s,
+                (s & !CODE) | RETRYING,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                s = x;
+            }
+            shared.stats_here().add(Event::Retried, 1);
+            let delay = self
+                .extra
+                .as_ref()
+                .map_or(Duration::ZERO, |e| e.retry.delay_after(runs));
+            let priority = self.header.priority;
+            shared.schedule(self, delay, priority);
+            return;
+        }
+        if cancel {
+            return self.finish(shared, CANCELLED, Err(TaskError::Cancelled), true);
+        }
+        let err = match error {
+            Failure::Panic(msg) if allowed == 1 => TaskError::Panicked(msg),
+            Failure::Panic(msg) => TaskError::Failed {
+                attempts: runs,
+                error: msg.into(),
+            },
+            Failure::Error(error) => TaskError::Failed {
+                attempts: runs,
+                error,
+            },
+        };
+        self.finish(shared, FAILED, Err(err), true);
+    }
+}
+
+enum Failure {
+    Panic(String),
+    Error(BoxError),
+}
+
+/// Drops a panic payload whose own destructor might panic.
+fn drop_payload(payload: Box<dyn std::any::Any + Send>) {
+    if catch_unwind(AssertUnwindSafe(move || drop(payload))).is_err() {
+        // A payload whose destructor panics twice is leaked, not re-raised.
+    }
+}
+
+thread_local! {
+    /// The state word of the task running on this thread, for `is_cancelled`.
+    static CURRENT_TASK: std::cell::Cell<*const Futex> = const { std::cell::Cell::new(std::ptr::null()) };
+}
+
+/// Inside a running task: whether [`Handle::cancel`](crate::Handle::cancel)
+/// was called on it. A running task cannot be stopped from outside; a long
+/// task can poll this and return early. Outside a task: `false`.
+pub fn is_cancelled() -> bool {
+    CURRENT_TASK.with(|c| {
+        let p = c.get();
+        // SAFETY: `p` is set by `run` to the state word of the task it is
+        // running, whose `Arc` it holds until it restores the previous
+        // value, and only read on this thread.
+        !p.is_null() && unsafe { (*p).load(Ordering::Relaxed) } & CANCEL_REQ != 0
+    })
+}
+
+/// True while this thread runs a task body or a completion callback.
+pub(crate) fn in_task() -> bool {
+    CURRENT_TASK.with(|c| !c.get().is_null())
+}
+
+impl<T: Send + 'static, B: Body<T>> Job for TaskCell<T, B> {
+    fn header(&self) -> &Header {
+        &self.header
+    }
+
+    fn run(self: Arc<Self>, shared: &crate::sync::Arc<Shared>) {
+        let first = self.header.attempts.load(Ordering::Relaxed) == 0;
+        let expired = first && self.deadline_at().is_some_and(|d| Instant::now() >= d);
+        let state = &self.header.state;
+        let mut s = state.load(Ordering::Acquire);
+        let (prev, target) = loop {
+            if !is_waiting(s & CODE) {
+                return; // a stale entry: resolved elsewhere
+            }
+            let target = if s & CANCEL_REQ != 0 {
+                CANCELLED
+            } else if expired {
+                EXPIRED
+            } else {
+                RUNNING
+            };
+            match state.compare_exchange_weak(
+                s,
+                (s & !(CODE | ADMITTED)) | target,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break (s, target),
+                Err(x) => s = x,
+            }
+        };
+        if prev & ADMITTED != 0 {
+            shared.admission.release(1);
+        }
+        match target {
+            CANCELLED => return self.finish(shared, CANCELLED, Err(TaskError::Cancelled), false),
+            EXPIRED => return self.finish(shared, EXPIRED, Err(TaskError::Expired), false),
+            _ => {}
+        }
+        self.header.attempts.fetch_add(1, Ordering::Relaxed);
+        if first {
+            if let Some(extra) = &self.extra {
+                // SAFETY: we own RUNNING; the guard cell is ours.
+                if let Some(guard) = extra.guard.with_mut(|p| unsafe { (*p).take() }) {
+                    if !catch_unwind(AssertUnwindSafe(guard)).unwrap_or(false) {
+                        return self.finish(shared, CANCELLED, Err(TaskError::Cancelled), true);
+                    }
+                }
+            }
+        }
+        let previous = CURRENT_TASK.with(|c| c.replace(&self.header.state as *const Futex));
+        // SAFETY: we own RUNNING, so the body is ours until we give it up.
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            self.body.with_mut(|b| unsafe { (*b).call() })
+        }));
+        CURRENT_TASK.with(|c| c.set(previous));
+        match outcome {
+            Ok(Ok(value)) => self.finish(shared, SUCCEEDED, Ok(value), true),
+            Ok(Err(error)) => self.attempt_failed(shared, Failure::Error(error)),
+            Err(payload) => {
+                shared.stats_here().add(Event::Panicked, 1);
+                let msg = panic_message(&*payload);
+                drop_payload(payload);
+                self.attempt_failed(shared, Failure::Panic(msg));
+            }
+        }
+    }
+
+    fn abort(&self, shared: &Shared, why: Abort) -> bool {
+        let state = &self.header.state;
+        let (target, error) = match why {
+            Abort::Cancelled => (CANCELLED, TaskError::Cancelled),
+            Abort::Expired => (EXPIRED, TaskError::Expired),
+        };
+        let mut s = state.load(Ordering::Acquire);
+        let prev = loop {
+            let code = s & CODE;
+            let allowed = match why {
+                Abort::Cancelled => is_waiting(code),
+                Abort::Expired => code == QUEUED || code == DELAYED,
+            };
+            if !allowed {
+                return false;
+            }
+            match state.compare_exchange_weak(
+                s,
+                (s & !(CODE | ADMITTED)) | target,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break s,
+                Err(x) => s = x,
+            }
+        };
+        if prev & ADMITTED != 0 {
+            shared.admission.release(1);
+        }
+        self.finish(shared, target, Err(error), false);
+        true
+    }
+
+    fn delay(&self) -> Option<Duration> {
+        self.extra.as_ref().and_then(|e| e.delay)
+    }
+
+    fn deadline(&self) -> Option<Duration> {
+        self.extra.as_ref().and_then(|e| e.deadline)
+    }
+
+    fn key(&self) -> Option<&str> {
+        self.extra.as_ref().and_then(|e| e.key.as_deref())
+    }
+
+    fn prepare(&mut self, now: Instant, initial: u32) {
+        if let Some(extra) = &mut self.extra {
+            extra.deadline_at = extra.deadline.and_then(|d| now.checked_add(d));
+        }
+        self.header.state.store(initial, Ordering::Relaxed);
+    }
+}
+
+impl<T: Send + 'static, B: Body<T>> TaskJob<T> for TaskCell<T, B> {
+    fn slot(&self) -> &Slot<T> {
+        &self.slot
+    }
+
+    fn extra_mut(&mut self) -> &mut Extra<T> {
+        self.extra.get_or_insert_with(Default::default)
+    }
+
+    fn header_mut(&mut self) -> &mut Header {
+        &mut self.header
+    }
+}
+
+/// A unit of work described by the caller: a closure and its options.
+///
+/// ```
+/// use runq::{Pool, Task, Priority, Retry};
+/// use std::time::Duration;
+///
+/// let pool = Pool::builder().workers(2).build()?;
+/// let urgent = pool.submit_task(Task::new(|| 1 + 1).priority(Priority::High))?;
+/// let flaky = pool.submit_task(
+///     Task::fallible({
+///         let mut tries = 0;
+///         move || { tries += 1; if tries < 3 { Err("not yet") } else { Ok(tries) } }
+///     })
+///     .retry(Retry::fixed(5, Duration::from_millis(1))),
+/// )?;
+/// assert_eq!(urgent.wait()?, 2);
+/// assert_eq!(flaky.wait()?, 3);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Task<T> {
+    pub(crate) cell: Arc<dyn TaskJob<T>>,
+}
+
+impl<T: Send + 'static> Task<T> {
+    /// A task that runs `f` once.
+    ///
+    /// An `FnOnce` body cannot run twice, so a retry policy on such a task
+    /// has no effect: use [`Task::fallible`] for work that may be retried.
+    pub fn new<F>(f: F) -> Task<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+    {
+        Task {
+            cell: Arc::new(TaskCell::new(Once(Some(f)))),
+        }
+    }
+
+    /// A task that may fail: `Err` (or a panic) triggers the retry policy;
+    /// when attempts run out the handle resolves [`TaskError::Failed`].
+    pub fn fallible<F, E>(f: F) -> Task<T>
+    where
+        F: FnMut() -> Result<T, E> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        Task {
+            cell: Arc::new(TaskCell::new(Fallible(f))),
+        }
+    }
+
+    fn cell_mut(&mut self) -> &mut dyn TaskJob<T> {
+        // The cell stays unshared until submission, which consumes the task.
+        Arc::get_mut(&mut self.cell).expect("a Task's cell is unshared until it is submitted")
+    }
+
+    fn extra(&mut self) -> &mut Extra<T> {
+        self.cell_mut().extra_mut()
+    }
+
+    /// The lane it waits in (default [`Priority::Normal`]).
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.cell_mut().header_mut().priority = priority;
+        self
+    }
+
+    /// Re-run on `Err` and on panic, as `policy` says. Only bodies built
+    /// with [`Task::fallible`] are re-run.
+    pub fn retry(mut self, policy: Retry) -> Self {
+        self.extra().retry = policy;
+        self
+    }
+
+    /// Do not start before `d` has passed since submission.
+    pub fn delay(mut self, d: Duration) -> Self {
+        self.extra().delay = Some(d);
+        self
+    }
+
+    /// If not started within `d` of submission, resolve
+    /// [`TaskError::Expired`] and never run.
+    pub fn deadline(mut self, d: Duration) -> Self {
+        self.extra().deadline = Some(d);
+        self
+    }
+
+    /// An idempotency key: while a task with this key is queued, delayed,
+    /// running or waiting for a retry, submitting another one with the same
+    /// key fails with [`SubmitError::Duplicate`](crate::SubmitError::Duplicate).
+    /// The key is released when the task reaches its terminal state, before
+    /// its callback runs.
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.extra().key = Some(key.into());
+        self
+    }
+
+    /// Runs `cb` exactly once with the outcome, whatever it is, before any
+    /// `wait` on the task returns. A panic in `cb` is caught and counted.
+    pub fn on_complete<C>(mut self, cb: C) -> Self
+    where
+        C: FnOnce(&Result<T, TaskError>) + Send + 'static,
+    {
+        *self.extra().on_complete.get_mut() = Some(Box::new(cb));
+        self
+    }
+
+    /// Evaluated right before the first run; `false` resolves the task
+    /// [`TaskError::Cancelled`] without running it.
+    pub fn guard<G>(mut self, check: G) -> Self
+    where
+        G: FnOnce() -> bool + Send + 'static,
+    {
+        *self.extra().guard.get_mut() = Some(Box::new(check));
+        self
+    }
+
+    pub(crate) fn into_job(self) -> Arc<dyn TaskJob<T>> {
+        self.cell
+    }
+}
+
+impl<T: 'static> fmt::Debug for Task<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Task")
+            .field("id", &self.cell.header().id)
+            .field("priority", &self.cell.header().priority)
+            .field("key", &self.cell.key())
+            .finish_non_exhaustive()
+    }
+}
