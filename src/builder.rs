@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use crossbeam_deque::Worker;
+use crate::sync::deque::Worker;
 use parking_lot::Mutex;
 
 use crate::error::BuildError;
@@ -124,6 +124,9 @@ impl Builder {
         }
         if self.capacity == Some(0) {
             return Err(BuildError::ZeroCapacity);
+        }
+        if self.thread_name.contains('\0') {
+            return Err(BuildError::InvalidThreadName(self.thread_name));
         }
         let locals: Vec<Worker<JobRef>> = (0..n).map(|_| Worker::new_lifo()).collect();
         let shared = Arc::new(Shared {

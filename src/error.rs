@@ -24,6 +24,8 @@ pub enum BuildError {
     },
     /// `capacity(0)`: no task could ever be admitted.
     ZeroCapacity,
+    /// `thread_name` contains a NUL byte, which no OS thread name may hold.
+    InvalidThreadName(String),
     /// The operating system refused to start a worker thread.
     Spawn(std::io::Error),
 }
@@ -39,6 +41,9 @@ impl fmt::Display for BuildError {
                 )
             }
             BuildError::ZeroCapacity => f.write_str("capacity must be at least 1"),
+            BuildError::InvalidThreadName(name) => {
+                write!(f, "thread name {name:?} contains a NUL byte")
+            }
             BuildError::Spawn(e) => write!(f, "could not start a worker thread: {e}"),
         }
     }

@@ -111,3 +111,13 @@ pub use task::{is_cancelled, Priority, Status, Task, TaskId};
 pub fn current_worker() -> Option<usize> {
     scheduler::worker::WorkerThread::current().map(|w| w.index)
 }
+
+/// Hooks for the loom models in `loom-tests/`; only built with `--cfg loom`.
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod __loom {
+    /// Makes every other futex wait return at once without a wake-up.
+    pub fn spurious_wakeups(on: bool) {
+        crate::sync::SPURIOUS.with(|s| s.set(on));
+    }
+}

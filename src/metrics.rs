@@ -9,7 +9,8 @@
 
 use crossbeam_utils::CachePadded;
 
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::stat::AtomicU64;
+use crate::sync::Ordering;
 
 /// A snapshot of a pool's counters. All counts are since the pool was built.
 ///

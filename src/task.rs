@@ -381,9 +381,8 @@ impl<T: Send + 'static, B: Body<T>> TaskCell<T, B> {
             shared.schedule(self, delay, priority);
             return;
         }
-        if cancel {
-            return self.finish(shared, CANCELLED, Err(TaskError::Cancelled), true);
-        }
+        // A run that ended, cancelled or not, resolves with its real
+        // outcome; cancellation only stops the retries.
         let err = match error {
             Failure::Panic(msg) if allowed == 1 => TaskError::Panicked(msg),
             Failure::Panic(msg) => TaskError::Failed {
@@ -413,7 +412,9 @@ fn drop_payload(payload: Box<dyn std::any::Any + Send>) {
 
 thread_local! {
     /// The state word of the task running on this thread, for `is_cancelled`.
-    static CURRENT_TASK: std::cell::Cell<*const Futex> = const { std::cell::Cell::new(std::ptr::null()) };
+    // loom's `thread_local!` takes no `const` initializer.
+    #[allow(clippy::missing_const_for_thread_local)]
+    static CURRENT_TASK: std::cell::Cell<*const Futex> = std::cell::Cell::new(std::ptr::null());
 }
 
 /// Inside a running task: whether [`Handle::cancel`](crate::Handle::cancel)

@@ -155,9 +155,21 @@ impl Timer {
         self.cond.notify_all();
     }
 
-    /// Tasks held (delayed or waiting for a retry).
+    /// Tasks held (delayed or waiting for a retry). Entries of tasks
+    /// cancelled meanwhile stay in the heap until due, so this counts the
+    /// tasks still waiting, not the entries: O(entries), for metrics only.
     pub(crate) fn pending(&self) -> usize {
-        self.state.lock().fires
+        let st = self.state.lock();
+        st.heap
+            .iter()
+            .filter(|e| match &e.what {
+                What::Fire(job) => matches!(
+                    job.header().state.load(Ordering::Relaxed) & CODE,
+                    DELAYED | RETRYING
+                ),
+                What::Expire(_) => false,
+            })
+            .count()
     }
 }
 

@@ -33,7 +33,7 @@
 //! Submissions from inside the pool take no permit and never block: a
 //! worker blocked on its own pool's capacity could deadlock it.
 
-use crossbeam_deque::{Injector, Stealer, Worker};
+use crate::sync::deque::{Injector, Steal, Stealer, Worker};
 use crossbeam_utils::CachePadded;
 
 use super::sleep::EventCount;
@@ -85,9 +85,9 @@ impl Lanes {
 pub(crate) fn take(injector: &Injector<JobRef>) -> Option<JobRef> {
     loop {
         match injector.steal() {
-            crossbeam_deque::Steal::Success(job) => return Some(job),
-            crossbeam_deque::Steal::Empty => return None,
-            crossbeam_deque::Steal::Retry => std::hint::spin_loop(),
+            Steal::Success(job) => return Some(job),
+            Steal::Empty => return None,
+            Steal::Retry => std::hint::spin_loop(),
         }
     }
 }

@@ -116,12 +116,7 @@ impl Shared {
 
     /// Queues a task now or, after `delay`, through the timer. Under
     /// `shutdown_now` the timer refuses and the task is resolved Cancelled.
-    pub(crate) fn schedule(
-        self: &crate::sync::Arc<Self>,
-        job: StdArc<dyn Job>,
-        delay: Duration,
-        priority: Priority,
-    ) {
+    pub(crate) fn schedule(&self, job: StdArc<dyn Job>, delay: Duration, priority: Priority) {
         if delay.is_zero() {
             return self.push(job, priority);
         }
@@ -215,10 +210,16 @@ impl Lifecycle {
 /// A fast thread-local random number (xorshift64*), for steal victims and
 /// jitter. Not for anything that needs unpredictability.
 pub(crate) fn random_u64() -> u64 {
-    std::thread_local!(static STATE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) });
+    crate::sync::thread_local!(
+        // loom's `thread_local!` takes no `const` initializer.
+        #[allow(clippy::missing_const_for_thread_local)]
+        static STATE: std::cell::Cell<u64> = std::cell::Cell::new(0));
     STATE.with(|s| {
         let mut x = s.get();
-        if x == 0 {
+        if x == 0 && cfg!(loom) {
+            // loom replays executions: the sequence must be the same each time.
+            x = 0x9E37_79B9_7F4A_7C15;
+        } else if x == 0 {
             // Seed from the thread's stack address and the clock.
             let local = 0u8;
             let nanos = std::time::SystemTime::now()

@@ -149,7 +149,14 @@ mod imp {
         word: AtomicU32,
         lock: Mutex<()>,
         cond: Condvar,
+        spurious_turn: std::sync::atomic::AtomicBool,
     }
+
+    /// When set, every other `wait` returns without sleeping: the models run
+    /// once without and once with spurious wake-ups.
+    /// (Per OS thread: loom runs a model's threads as coroutines on the
+    /// thread of the test that started it.)
+    std::thread_local!(pub(crate) static SPURIOUS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
 
     impl std::ops::Deref for Futex {
         type Target = AtomicU32;
@@ -170,10 +177,20 @@ mod imp {
                 word: AtomicU32::new(value),
                 lock: Mutex::new(()),
                 cond: Condvar::new(),
+                spurious_turn: std::sync::atomic::AtomicBool::new(false),
             }
         }
 
         pub(crate) fn wait(&self, expected: u32) {
+            if SPURIOUS.with(std::cell::Cell::get)
+                && self
+                    .spurious_turn
+                    .fetch_xor(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                // Every other wait returns at once, as a futex may.
+                loom::thread::yield_now();
+                return;
+            }
             let guard = self.lock.lock().unwrap();
             if self.word.load(Ordering::SeqCst) != expected {
                 return;
@@ -204,3 +221,5 @@ mod imp {
 }
 
 pub(crate) use imp::Futex;
+#[cfg(loom)]
+pub(crate) use imp::SPURIOUS;

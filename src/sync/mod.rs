@@ -5,14 +5,17 @@
 //! `loom-tests/` (built with `RUSTFLAGS="--cfg loom"`). No other module
 //! imports `std::sync::atomic` or `std::thread` directly.
 //!
-//! Under loom, `crossbeam-deque`'s queues and `parking_lot`'s locks stay the
-//! real ones: loom treats each queue operation as one linearizable step
-//! (crossbeam checks its deques itself), and the locks are only held around
-//! code that has no loom operation inside.
+//! The work queues come from [`deque`]: crossbeam-deque in production, a
+//! loom-mutex twin under loom. `parking_lot` locks (keys, the thread list,
+//! the timer) stay real under loom: they are only held around code with no
+//! loom operation inside, and the timer thread does not exist under loom.
 
+pub(crate) mod deque;
 mod futex;
 
 pub(crate) use futex::Futex;
+#[cfg(loom)]
+pub(crate) use futex::SPURIOUS;
 
 #[cfg(not(loom))]
 mod imp {
@@ -89,3 +92,11 @@ mod imp {
 }
 
 pub(crate) use imp::*;
+
+/// Atomics for statistics only: counters that no protocol reads to decide
+/// anything (Relaxed increments, summed for `metrics()`). They stay std
+/// atomics under loom so the models do not explore interleavings of
+/// bookkeeping that cannot affect correctness.
+pub(crate) mod stat {
+    pub(crate) use std::sync::atomic::AtomicU64;
+}

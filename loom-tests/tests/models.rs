@@ -1,0 +1,333 @@
+//! loom models of runq's protocols, run against the real engine: the pool,
+//! its workers and its waiters are loom threads, and every atomic, cell and
+//! futex goes through runq's `src/sync` facade.
+//!
+//! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p runq-loom-tests --release`.
+//! Each model says what property it checks; loom reports a lost wake-up as a
+//! deadlock (every thread blocked), and a double run or a lost task as a
+//! failed assertion.
+#![cfg(loom)]
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+
+use loom::thread;
+use runq::{Pool, Priority, Retry, Status, SubmitError, Task, TaskError};
+
+/// Runs `f` under loom with a preemption bound of 2 (unless
+/// `LOOM_MAX_PREEMPTIONS` says otherwise), first with a futex that only
+/// wakes when told, then with one that also returns spuriously.
+fn model<F: Fn() + Sync + Send + 'static>(f: F) {
+    let f = Arc::new(f);
+    for spurious in [false, true] {
+        runq::__loom::spurious_wakeups(spurious);
+        let mut b = loom::model::Builder::new();
+        if b.preemption_bound.is_none() {
+            b.preemption_bound = Some(2);
+        }
+        let g = f.clone();
+        b.check(move || g());
+    }
+    runq::__loom::spurious_wakeups(false);
+}
+
+fn pool(workers: usize) -> Pool {
+    Pool::builder()
+        .workers(workers)
+        .pin_workers(false)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn sleep_submit_racing_park_one_worker_normal_runs_the_task() {
+    model(|| {
+        let p = pool(1);
+        let h = p.submit(|| 7).unwrap();
+        assert_eq!(h.wait().unwrap(), 7);
+    });
+}
+
+#[test]
+fn sleep_submit_racing_park_one_worker_high_runs_the_task() {
+    model(|| {
+        let p = pool(1);
+        let h = p
+            .submit_task(Task::new(|| 8).priority(Priority::High))
+            .unwrap();
+        assert_eq!(h.wait().unwrap(), 8);
+    });
+}
+
+#[test]
+fn sleep_two_workers_two_submitters_every_task_runs() {
+    model(|| {
+        let p = pool(2);
+        let p2 = p.clone();
+        let t = thread::spawn(move || {
+            p2.submit_task(Task::new(|| 1).priority(Priority::High))
+                .unwrap()
+                .wait()
+                .unwrap()
+        });
+        let b = p.submit(|| 2).unwrap().wait().unwrap();
+        assert_eq!(t.join().unwrap() + b, 3);
+    });
+}
+
+#[test]
+fn slot_complete_racing_cancel_has_exactly_one_outcome() {
+    model(|| {
+        let p = pool(1);
+        let ran = Arc::new(AtomicUsize::new(0));
+        let r = ran.clone();
+        let h = p
+            .submit(move || {
+                r.fetch_add(1, SeqCst);
+                5
+            })
+            .unwrap();
+        let cancelled = h.cancel();
+        let out = h.wait();
+        drop(p);
+        if cancelled {
+            assert!(matches!(out, Err(TaskError::Cancelled)));
+            assert_eq!(ran.load(SeqCst), 0, "a cancelled task ran");
+        } else {
+            assert_eq!(out.unwrap(), 5);
+            assert_eq!(ran.load(SeqCst), 1);
+        }
+    });
+}
+
+#[test]
+fn slot_callback_runs_once_before_wait_returns() {
+    model(|| {
+        let p = pool(1);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        let h = p
+            .submit_task(Task::new(|| 3).on_complete(move |r| {
+                assert!(matches!(r, Ok(3) | Err(TaskError::Cancelled)));
+                c.fetch_add(1, SeqCst);
+            }))
+            .unwrap();
+        let c2 = h.cancel();
+        let out = h.wait();
+        assert_eq!(
+            calls.load(SeqCst),
+            1,
+            "callback must have run exactly once before wait returned"
+        );
+        assert_eq!(c2, out.is_err());
+    });
+}
+
+/// Counts drops of the value it holds.
+struct DropCount(Arc<AtomicUsize>);
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+#[test]
+fn slot_handle_drop_racing_completion_drops_the_output_once() {
+    model(|| {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let p = pool(1);
+        let d = drops.clone();
+        let h = p.submit(move || DropCount(d)).unwrap();
+        let t = thread::spawn(move || drop(h));
+        t.join().unwrap();
+        let report = p.shutdown();
+        assert_eq!(report.completed, 1);
+        assert_eq!(
+            drops.load(SeqCst),
+            1,
+            "output dropped once, not leaked, not twice"
+        );
+    });
+}
+
+#[test]
+fn lanes_high_and_normal_pushed_concurrently_each_run_once() {
+    model(|| {
+        let p = pool(2);
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (p2, r2) = (p.clone(), runs.clone());
+        let t = thread::spawn(move || {
+            p2.submit_task(Task::new(move || r2.fetch_add(1, SeqCst)).priority(Priority::High))
+                .unwrap()
+                .wait()
+                .unwrap();
+        });
+        let r = runs.clone();
+        p.submit(move || r.fetch_add(10, SeqCst))
+            .unwrap()
+            .wait()
+            .unwrap();
+        t.join().unwrap();
+        assert_eq!(runs.load(SeqCst), 11, "each task ran exactly once");
+    });
+}
+
+#[test]
+fn shutdown_racing_submit_is_rejected_or_runs_never_both() {
+    model(|| {
+        let p = pool(1);
+        let ran = Arc::new(AtomicUsize::new(0));
+        let (p2, r2) = (p.clone(), ran.clone());
+        let t = thread::spawn(move || p2.submit(move || r2.fetch_add(1, SeqCst)));
+        let report = p.shutdown();
+        let submitted = t.join().unwrap();
+        match submitted {
+            Ok(h) => {
+                assert!(h.wait().is_ok());
+                assert_eq!(ran.load(SeqCst), 1);
+                assert_eq!(report.completed, 1);
+            }
+            Err(e) => {
+                assert_eq!(e, SubmitError::ShutDown);
+                assert_eq!(ran.load(SeqCst), 0, "a refused task ran");
+                assert_eq!(report.submitted, 0);
+            }
+        }
+    });
+}
+
+#[test]
+fn shutdown_now_racing_a_running_task_lets_it_finish() {
+    model(|| {
+        let p = pool(1);
+        let h = p.submit(|| 9).unwrap();
+        let report = p.shutdown_now();
+        match h.wait() {
+            Ok(v) => assert_eq!(v, 9),
+            Err(e) => assert!(matches!(e, TaskError::Cancelled)),
+        }
+        assert_eq!(report.submitted, report.completed + report.cancelled);
+    });
+}
+
+#[test]
+fn nested_wait_on_one_worker_completes() {
+    model(|| {
+        let p = pool(1);
+        let inner = p.clone();
+        let h = p
+            .submit(move || inner.submit(|| 2).unwrap().wait().unwrap() + 1)
+            .unwrap();
+        assert_eq!(h.wait().unwrap(), 3);
+    });
+}
+
+#[test]
+fn join_on_a_worker_returns_both_halves() {
+    model(|| {
+        let p = pool(2);
+        let h = p.submit(|| runq::join(|| 1, || 2)).unwrap();
+        assert_eq!(h.wait().unwrap(), (1, 2));
+    });
+}
+
+#[test]
+fn cancel_racing_retry_resolves_once() {
+    model(|| {
+        let p = pool(1);
+        let runs = Arc::new(AtomicUsize::new(0));
+        let r = runs.clone();
+        let h = p
+            .submit_task(
+                Task::fallible(move || {
+                    if r.fetch_add(1, SeqCst) == 0 {
+                        Err("first attempt fails")
+                    } else {
+                        Ok(1)
+                    }
+                })
+                .retry(Retry::fixed(2, std::time::Duration::ZERO)),
+            )
+            .unwrap();
+        let cancelled = h.cancel();
+        let out = h.wait();
+        let n = runs.load(SeqCst);
+        if cancelled {
+            assert!(matches!(out, Err(TaskError::Cancelled)));
+            assert!(
+                n <= 1,
+                "cancelled while waiting for its retry, yet ran again"
+            );
+        } else {
+            assert!(out.is_ok() || matches!(out, Err(TaskError::Cancelled)));
+        }
+        assert!(n <= 2);
+    });
+}
+
+#[test]
+fn key_release_racing_duplicate_submit_never_overlaps() {
+    model(|| {
+        let p = pool(1);
+        let running = Arc::new(AtomicUsize::new(0));
+        let task = |running: Arc<AtomicUsize>| {
+            Task::new(move || {
+                assert_eq!(
+                    running.fetch_add(1, SeqCst),
+                    0,
+                    "two tasks with one key overlapped"
+                );
+                running.fetch_sub(1, SeqCst);
+            })
+            .key("k")
+        };
+        let first = p.submit_task(task(running.clone())).unwrap();
+        let (p2, r2) = (p.clone(), running.clone());
+        let t = thread::spawn(move || match p2.submit_task(task(r2)) {
+            Ok(h) => {
+                h.wait().unwrap();
+                true
+            }
+            Err(SubmitError::Duplicate(k)) => {
+                assert_eq!(k, "k");
+                false
+            }
+            Err(e) => panic!("unexpected {e:?}"),
+        });
+        first.wait().unwrap();
+        let second_ran = t.join().unwrap();
+        let report = p.shutdown();
+        assert_eq!(report.completed, 1 + second_ran as u64);
+    });
+}
+
+#[test]
+fn blocked_submitter_is_released_by_a_start() {
+    model(|| {
+        let p = Pool::builder()
+            .workers(1)
+            .pin_workers(false)
+            .capacity(1)
+            .build()
+            .unwrap();
+        let a = p.submit(|| 1).unwrap();
+        let b = p.submit(|| 2).unwrap(); // may block until `a` starts
+        assert_eq!(a.wait().unwrap() + b.wait().unwrap(), 3);
+    });
+}
+
+#[test]
+fn status_is_terminal_after_wait() {
+    model(|| {
+        let p = pool(1);
+        let h = p.submit(|| ()).unwrap();
+        let id = h.id();
+        let s = h.status();
+        assert!(matches!(
+            s,
+            Status::Queued | Status::Running | Status::Succeeded
+        ));
+        let _ = id;
+        h.wait().unwrap();
+    });
+}

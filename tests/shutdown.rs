@@ -1,0 +1,517 @@
+//! Shutdown: `shutdown` drains, `shutdown_now` cancels what waits and lets
+//! running tasks finish, dropping the last `Pool` is `shutdown` (also on a
+//! worker thread), intake stops, and every accepted task ends in exactly one
+//! terminal state with the report's counts adding up.
+
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use runq::{Handle, Pool, ShutdownReport, Status, SubmitError, Task, TaskError};
+
+/// How long any single wait in these tests may take before it counts as a hang.
+const LIMIT: Duration = Duration::from_secs(10);
+
+fn wait<T: Send + 'static>(handle: Handle<T>) -> Result<T, TaskError> {
+    match handle.wait_timeout(LIMIT) {
+        Ok(result) => result,
+        Err(handle) => panic!("task {} did not finish within {LIMIT:?}", handle.id()),
+    }
+}
+
+/// Runs `f` on a helper thread and fails the test if it does not return
+/// within `LIMIT`.
+fn bounded<R: Send + 'static>(what: &str, f: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(panic::catch_unwind(AssertUnwindSafe(f)));
+    });
+    match rx.recv_timeout(LIMIT) {
+        Ok(Ok(r)) => r,
+        Ok(Err(payload)) => panic::resume_unwind(payload),
+        Err(_) => panic!("{what} did not return within {LIMIT:?}"),
+    }
+}
+
+#[derive(Clone, Default)]
+struct Gate(Arc<(Mutex<bool>, Condvar)>);
+
+impl Gate {
+    fn open(&self) {
+        *self.0 .0.lock().unwrap() = true;
+        self.0 .1.notify_all();
+    }
+
+    fn wait(&self) {
+        let (lock, cvar) = &*self.0;
+        let guard = lock.lock().unwrap();
+        let _unused = cvar
+            .wait_timeout_while(guard, LIMIT, |open| !*open)
+            .unwrap();
+    }
+}
+
+/// Occupies one worker with a task that blocks on a gate; returns once it runs.
+fn occupy(pool: &Pool) -> (Gate, Handle<()>) {
+    let gate = Gate::default();
+    let (started_tx, started_rx) = mpsc::channel();
+    let inner = gate.clone();
+    let handle = pool
+        .submit(move || {
+            started_tx.send(()).unwrap();
+            inner.wait();
+        })
+        .unwrap();
+    started_rx.recv_timeout(LIMIT).unwrap();
+    (gate, handle)
+}
+
+/// Opens `gate` after `after`, from another thread.
+fn open_later(gate: &Gate, after: Duration) {
+    let gate = gate.clone();
+    thread::spawn(move || {
+        thread::sleep(after);
+        gate.open();
+    });
+}
+
+fn counter_task(count: &Arc<AtomicUsize>) -> impl FnOnce() + Send + 'static {
+    let count = count.clone();
+    move || {
+        count.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn adds_up(r: &ShutdownReport) -> bool {
+    r.submitted == r.completed + r.failed + r.cancelled + r.expired
+}
+
+/// Names of this process's threads that start with `prefix` (Linux keeps a
+/// thread's name, cut to 15 bytes, in /proc/self/task/*/comm).
+#[cfg(target_os = "linux")]
+fn live_threads(prefix: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with(prefix))
+        .count()
+}
+
+#[test]
+fn shutdown_runs_everything_queued() {
+    let pool = Pool::builder().workers(1).build().unwrap();
+    let (gate, _blocker) = occupy(&pool);
+    let count = Arc::new(AtomicUsize::new(0));
+    for _ in 0..50 {
+        pool.spawn(counter_task(&count)).unwrap();
+    }
+    open_later(&gate, Duration::from_millis(50));
+    let report = bounded("shutdown", move || pool.shutdown());
+    assert_eq!(count.load(Ordering::SeqCst), 50);
+    assert_eq!(report.submitted, 51);
+    assert_eq!(report.completed, 51);
+    assert_eq!(report.cancelled, 0);
+    assert!(adds_up(&report));
+}
+
+#[test]
+fn shutdown_runs_delayed_tasks_too() {
+    let pool = Pool::builder().workers(1).build().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let h = pool
+        .submit_task(Task::new(counter_task(&count)).delay(Duration::from_millis(100)))
+        .unwrap();
+    let report = bounded("shutdown", move || pool.shutdown());
+    assert_eq!(count.load(Ordering::SeqCst), 1, "the delayed task ran");
+    assert_eq!(h.status(), Status::Succeeded);
+    assert_eq!(report.completed, 1);
+}
+
+#[test]
+fn spawns_from_a_running_task_during_shutdown_run_or_are_refused() {
+    let pool = Pool::builder().workers(2).build().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let inner = pool.clone();
+    let c = count.clone();
+    let (started_tx, started_rx) = mpsc::channel();
+    let outer = pool
+        .submit(move || {
+            started_tx.send(()).unwrap();
+            thread::sleep(Duration::from_millis(50));
+            let mut accepted = 0;
+            for _ in 0..10 {
+                match inner.spawn(counter_task(&c)) {
+                    Ok(()) => accepted += 1,
+                    Err(e) => assert_eq!(e, SubmitError::ShutDown),
+                }
+            }
+            accepted
+        })
+        .unwrap();
+    started_rx.recv_timeout(LIMIT).unwrap();
+    let p = pool.clone();
+    let report = bounded("shutdown", move || p.shutdown());
+    let accepted = wait(outer).unwrap();
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        accepted,
+        "an accepted spawn was lost"
+    );
+    assert_eq!(report.submitted, 1 + accepted as u64);
+    assert_eq!(report.completed, 1 + accepted as u64);
+}
+
+#[test]
+fn shutdown_now_cancels_queued_tasks_and_lets_running_ones_finish() {
+    let pool = Pool::builder().workers(1).build().unwrap();
+    let (gate, blocker) = occupy(&pool);
+    let count = Arc::new(AtomicUsize::new(0));
+    let queued: Vec<_> = (0..20)
+        .map(|_| pool.submit(counter_task(&count)).unwrap())
+        .collect();
+    let (tx, rx) = mpsc::channel();
+    {
+        let pool = pool.clone();
+        thread::spawn(move || tx.send(pool.shutdown_now()).unwrap());
+    }
+    // shutdown_now waits for the running task; it is not interrupted.
+    assert!(
+        rx.recv_timeout(Duration::from_millis(100)).is_err(),
+        "shutdown_now returned while a task was still running"
+    );
+    assert_eq!(blocker.status(), Status::Running);
+    gate.open();
+    let report = rx.recv_timeout(LIMIT).expect("shutdown_now hung");
+    wait(blocker).expect("the running task finished normally");
+    for h in queued {
+        assert!(matches!(wait(h), Err(TaskError::Cancelled)));
+    }
+    assert_eq!(count.load(Ordering::SeqCst), 0, "a cancelled task ran");
+    assert_eq!(report.submitted, 21);
+    assert_eq!(report.completed, 1, "the running task finished");
+    assert_eq!(report.cancelled, 20);
+    assert!(adds_up(&report));
+}
+
+#[test]
+fn a_task_that_panics_while_shutdown_now_waits_resolves_panicked() {
+    // shutdown_now lets running tasks finish: one that ran and panicked
+    // ends Failed (Panicked), not Cancelled.
+    let pool = Pool::builder().workers(1).build().unwrap();
+    let gate = Gate::default();
+    let (started_tx, started_rx) = mpsc::channel();
+    let g = gate.clone();
+    let h = pool
+        .submit(move || -> u8 {
+            started_tx.send(()).unwrap();
+            g.wait();
+            panic::resume_unwind(Box::new("runq-test: intentional"))
+        })
+        .unwrap();
+    started_rx.recv_timeout(LIMIT).unwrap();
+    open_later(&gate, Duration::from_millis(100));
+    let report = bounded("shutdown_now", move || pool.shutdown_now());
+    let outcome = wait(h);
+    assert!(
+        matches!(outcome, Err(TaskError::Panicked(_))),
+        "got {outcome:?}"
+    );
+    assert_eq!(report.failed, 1, "{report:?}");
+    assert_eq!(report.cancelled, 0, "{report:?}");
+}
+
+#[test]
+fn shutdown_now_cancels_delayed_tasks_without_waiting_for_them() {
+    let pool = Pool::builder().workers(1).build().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let h = pool
+        .submit_task(Task::new(counter_task(&count)).delay(Duration::from_secs(3600)))
+        .unwrap();
+    assert_eq!(h.status(), Status::Delayed);
+    let report = bounded("shutdown_now", move || pool.shutdown_now());
+    assert!(matches!(wait(h), Err(TaskError::Cancelled)));
+    assert_eq!(count.load(Ordering::SeqCst), 0);
+    assert_eq!(report.cancelled, 1);
+    assert!(adds_up(&report));
+}
+
+#[test]
+fn dropping_the_last_pool_drains_like_shutdown() {
+    let pool = Pool::builder()
+        .workers(2)
+        .thread_name("rqdrain")
+        .build()
+        .unwrap();
+    let (gate, _blocker) = occupy(&pool);
+    let count = Arc::new(AtomicUsize::new(0));
+    let handles: Vec<_> = (0..50)
+        .map(|_| pool.submit(counter_task(&count)).unwrap())
+        .collect();
+    open_later(&gate, Duration::from_millis(50));
+    bounded("drop of the last pool", move || drop(pool));
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        50,
+        "drop ran every queued task"
+    );
+    for h in handles {
+        assert_eq!(h.status(), Status::Succeeded);
+    }
+    #[cfg(target_os = "linux")]
+    assert_eq!(live_threads("rqdrain-"), 0, "drop joined the workers");
+}
+
+#[test]
+fn dropping_one_clone_keeps_the_pool_running() {
+    let pool = Pool::builder().workers(1).build().unwrap();
+    let other = pool.clone();
+    drop(pool);
+    assert!(!other.is_shut_down());
+    assert_eq!(wait(other.submit(|| 3).unwrap()).unwrap(), 3);
+}
+
+#[test]
+fn dropping_the_last_pool_on_a_worker_thread_does_not_hang() {
+    let pool = Pool::builder()
+        .workers(2)
+        .thread_name("rqself")
+        .build()
+        .unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let (main_dropped_tx, main_dropped_rx) = mpsc::channel::<()>();
+    let (done_tx, done_rx) = mpsc::channel();
+    let last = pool.clone();
+    let gate = Gate::default();
+    let g = gate.clone();
+    pool.spawn(move || {
+        main_dropped_rx.recv_timeout(LIMIT).unwrap();
+        g.wait();
+        drop(last);
+        done_tx.send(runq::current_worker()).unwrap();
+    })
+    .unwrap();
+    // Work queued behind the task that drops the last handle.
+    for _ in 0..20 {
+        pool.spawn(counter_task(&count)).unwrap();
+    }
+    drop(pool);
+    main_dropped_tx.send(()).unwrap();
+    gate.open();
+    let worker = done_rx
+        .recv_timeout(LIMIT)
+        .expect("dropping the last pool on a worker hung");
+    assert!(worker.is_some(), "the drop happened on a worker thread");
+    let start = Instant::now();
+    while count.load(Ordering::SeqCst) < 20 {
+        assert!(start.elapsed() < LIMIT, "queued tasks were lost");
+        thread::sleep(Duration::from_millis(1));
+    }
+    #[cfg(target_os = "linux")]
+    {
+        let start = Instant::now();
+        while live_threads("rqself-") > 0 {
+            assert!(start.elapsed() < LIMIT, "workers outlived the pool");
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+#[test]
+fn submit_after_shutdown_is_refused() {
+    let pool = Pool::builder().workers(1).build().unwrap();
+    let clone = pool.clone();
+    assert!(!pool.is_shut_down());
+    pool.shutdown();
+    for p in [&pool, &clone] {
+        assert!(p.is_shut_down());
+        assert_eq!(p.spawn(|| ()).unwrap_err(), SubmitError::ShutDown);
+        assert_eq!(p.submit(|| 1).unwrap_err(), SubmitError::ShutDown);
+        assert_eq!(
+            p.submit_task(Task::new(|| 1)).unwrap_err(),
+            SubmitError::ShutDown
+        );
+        assert_eq!(
+            p.try_submit_task(Task::new(|| 1)).unwrap_err().error,
+            SubmitError::ShutDown
+        );
+        assert_eq!(
+            p.submit_batch(vec![Task::new(|| 1)]).unwrap_err(),
+            SubmitError::ShutDown
+        );
+    }
+}
+
+#[test]
+fn submit_after_shutdown_now_is_refused() {
+    let pool = Pool::builder().workers(1).build().unwrap();
+    pool.shutdown_now();
+    assert!(pool.is_shut_down());
+    assert_eq!(pool.submit(|| 1).unwrap_err(), SubmitError::ShutDown);
+}
+
+#[test]
+fn shutdown_twice_returns_and_keeps_the_counts() {
+    let pool = Pool::builder().workers(1).build().unwrap();
+    wait(pool.submit(|| ()).unwrap()).unwrap();
+    let first = pool.shutdown();
+    let p = pool.clone();
+    let second = bounded("second shutdown", move || p.shutdown());
+    let third = bounded("shutdown_now after shutdown", move || pool.shutdown_now());
+    assert_eq!(first.submitted, 1);
+    assert_eq!(second.submitted, first.submitted);
+    assert_eq!(third.completed, first.completed);
+}
+
+#[test]
+fn concurrent_shutdowns_all_return() {
+    let pool = Pool::builder().workers(2).build().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    for _ in 0..100 {
+        pool.spawn(counter_task(&count)).unwrap();
+    }
+    let threads: Vec<_> = (0..4)
+        .map(|i| {
+            let p = pool.clone();
+            thread::spawn(move || {
+                if i % 2 == 0 {
+                    p.shutdown()
+                } else {
+                    p.shutdown_now()
+                }
+            })
+        })
+        .collect();
+    let reports = bounded("concurrent shutdowns", move || {
+        threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    for r in &reports {
+        assert!(adds_up(r), "{r:?}");
+    }
+    let last = pool.metrics();
+    assert_eq!(last.submitted, 100);
+    assert_eq!(last.completed + last.cancelled, 100);
+    assert_eq!(count.load(Ordering::SeqCst) as u64, last.completed);
+}
+
+#[test]
+fn every_accepted_task_ends_in_exactly_one_terminal_state() {
+    let pool = Pool::builder().workers(2).build().unwrap();
+    let (gate, blocker) = occupy(&pool);
+    const N: usize = 400;
+    let callbacks: Arc<Vec<AtomicUsize>> = Arc::new((0..N).map(|_| AtomicUsize::new(0)).collect());
+    let runs: Arc<Vec<AtomicUsize>> = Arc::new((0..N).map(|_| AtomicUsize::new(0)).collect());
+    let mut handles = Vec::new();
+    for i in 0..N {
+        let runs = runs.clone();
+        let callbacks = callbacks.clone();
+        let task = Task::new(move || {
+            runs[i].fetch_add(1, Ordering::SeqCst);
+            if i % 7 == 0 {
+                panic::resume_unwind(Box::new("runq-test: intentional"));
+            }
+            i
+        })
+        .on_complete(move |_| {
+            callbacks[i].fetch_add(1, Ordering::SeqCst);
+        });
+        handles.push(pool.submit_task(task).unwrap());
+    }
+    let cancelled: Vec<bool> = handles
+        .iter()
+        .enumerate()
+        .map(|(i, h)| i % 5 == 0 && h.cancel())
+        .collect();
+    // Let some run, then stop the rest.
+    gate.open();
+    thread::sleep(Duration::from_millis(5));
+    let p = pool.clone();
+    let report = bounded("shutdown_now", move || p.shutdown_now());
+    wait(blocker).unwrap();
+    let (mut ok, mut failed, mut cancel) = (0u64, 0u64, 0u64);
+    for (i, h) in handles.into_iter().enumerate() {
+        let status = h.status();
+        assert!(status.is_terminal(), "task {i} left in {status:?}");
+        let result = wait(h);
+        let ran = runs[i].load(Ordering::SeqCst);
+        assert_eq!(
+            callbacks[i].load(Ordering::SeqCst),
+            1,
+            "task {i}: callback count"
+        );
+        match result {
+            Ok(v) => {
+                assert_eq!(v, i);
+                assert_eq!(ran, 1);
+                assert_eq!(status, Status::Succeeded);
+                ok += 1;
+            }
+            Err(TaskError::Panicked(_)) => {
+                assert_eq!(i % 7, 0);
+                assert_eq!(ran, 1);
+                assert_eq!(status, Status::Failed);
+                failed += 1;
+            }
+            Err(TaskError::Cancelled) => {
+                assert_eq!(ran, 0, "task {i} ran and was cancelled");
+                assert_eq!(status, Status::Cancelled);
+                cancel += 1;
+            }
+            Err(e) => panic!("task {i}: unexpected {e:?}"),
+        }
+        if cancelled[i] {
+            assert_eq!(ran, 0, "task {i}: cancel() said true but it ran");
+        }
+    }
+    assert_eq!(report.submitted, N as u64 + 1);
+    assert_eq!(report.completed, ok + 1);
+    assert_eq!(report.failed, failed);
+    assert_eq!(report.panicked, failed);
+    assert_eq!(report.cancelled, cancel);
+    assert!(adds_up(&report), "{report:?}");
+}
+
+#[test]
+fn handles_of_a_shut_down_pool_resolve() {
+    let pool = Pool::builder().workers(1).build().unwrap();
+    let (gate, blocker) = occupy(&pool);
+    let h = pool.submit(|| 1).unwrap();
+    open_later(&gate, Duration::from_millis(100));
+    bounded("shutdown_now", move || pool.shutdown_now());
+    wait(blocker).unwrap();
+    assert!(matches!(wait(h), Err(TaskError::Cancelled)));
+}
+
+#[test]
+fn metrics_after_shutdown_match_the_report() {
+    let pool = Pool::builder().workers(2).build().unwrap();
+    for i in 0..100 {
+        if i % 10 == 0 {
+            pool.spawn(|| panic::resume_unwind(Box::new("runq-test: intentional")))
+                .unwrap();
+        } else {
+            pool.spawn(|| ()).unwrap();
+        }
+    }
+    let report = pool.shutdown();
+    let m = pool.metrics();
+    assert_eq!(report.submitted, 100);
+    assert_eq!(report.completed, 90);
+    assert_eq!(report.failed, 10);
+    assert_eq!(report.panicked, 10);
+    assert_eq!(
+        (m.submitted, m.completed, m.failed, m.panicked, m.cancelled),
+        (
+            report.submitted,
+            report.completed,
+            report.failed,
+            report.panicked,
+            report.cancelled
+        )
+    );
+}
