@@ -132,6 +132,8 @@ impl Builder {
         let shared = Arc::new(Shared {
             lanes: Lanes::new(&locals),
             sleep: EventCount::new(),
+            searching: crossbeam_utils::CachePadded::new(AtomicUsize::new(0)),
+            waking: crossbeam_utils::CachePadded::new(crate::sync::AtomicBool::new(false)),
             stats: Stats::new(n),
             admission: Admission::new(self.capacity),
             lifecycle: Lifecycle::new(),

@@ -80,10 +80,7 @@ where
     if let Some(worker) = WorkerThread::current_of(shared) {
         return worker.join(a, b);
     }
-    if let Err(finished) = shared.lifecycle.try_enter(1) {
-        if finished {
-            shared.on_finished();
-        }
+    if shared.enter(1).is_err() {
         return sequential(a, b);
     }
     let cold: Arc<Cold<(RA, RB)>> = Arc::new(Cold {
@@ -105,9 +102,7 @@ where
     shared.lanes.normal.push(JobRef::Heap(job));
     shared.notify_one();
     cold.latch.wait_blocking();
-    if shared.lifecycle.leave(1) {
-        shared.on_finished();
-    }
+    shared.leave(1);
     // SAFETY: the latch was seen set; the worker no longer touches the cell.
     let r = cold.result.with_mut(|p| unsafe { (*p).take() });
     match r {

@@ -81,38 +81,62 @@ pub struct ShutdownReport {
 }
 
 /// The kinds of event a counter block records.
-#[derive(Debug, Clone, Copy)]
+///
+/// The first five are the pool's *flow*: a task is counted `Submitted` when
+/// accepted and once more under its terminal event. Their difference is the
+/// number of tasks in flight, which `shutdown` waits to reach zero (see the
+/// scheduler's lifecycle docs); so they are SeqCst atomics of the sync
+/// facade, visible to loom. The rest are plain statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Event {
     Submitted,
     Completed,
     Failed,
-    Panicked,
-    Retried,
     Cancelled,
     Expired,
+    Panicked,
+    Retried,
     CallbackPanic,
     Stolen,
     Park,
     Wake,
 }
 
-const EVENTS: usize = 11;
+const FLOW: usize = 5;
+const STATS: usize = 6;
 
 /// One block of counters.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    counts: [AtomicU64; EVENTS],
+    flow: [crate::sync::AtomicU64; FLOW],
+    stats: [AtomicU64; STATS],
 }
 
 impl Counters {
     #[inline]
     pub(crate) fn add(&self, event: Event, n: u64) {
-        self.counts[event as usize].fetch_add(n, Ordering::Relaxed);
+        let i = event as usize;
+        if i < FLOW {
+            self.flow[i].fetch_add(n, Ordering::SeqCst);
+        } else {
+            self.stats[i - FLOW].fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes back a `Submitted` count made by this thread (a refused submission).
+    #[inline]
+    pub(crate) fn unsubmit(&self, n: u64) {
+        self.flow[Event::Submitted as usize].fetch_sub(n, Ordering::SeqCst);
     }
 
     #[inline]
     pub(crate) fn get(&self, event: Event) -> u64 {
-        self.counts[event as usize].load(Ordering::Relaxed)
+        let i = event as usize;
+        if i < FLOW {
+            self.flow[i].load(Ordering::SeqCst)
+        } else {
+            self.stats[i - FLOW].load(Ordering::Relaxed)
+        }
     }
 }
 
@@ -139,6 +163,14 @@ impl Stats {
     }
 
     pub(crate) fn sum(&self, event: Event) -> u64 {
-        self.blocks.iter().map(|b| b.get(event)).sum()
+        self.blocks.iter().map(|b| b.get(event)).fold(0u64, u64::wrapping_add)
+    }
+
+    /// Tasks that reached a terminal state, summed over all blocks.
+    pub(crate) fn terminal(&self) -> u64 {
+        [Event::Completed, Event::Failed, Event::Cancelled, Event::Expired]
+            .iter()
+            .map(|e| self.sum(*e))
+            .fold(0u64, u64::wrapping_add)
     }
 }

@@ -13,7 +13,7 @@ use crate::scheduler::Shared;
 use crate::scope::Scope;
 use crate::slot::{ADMITTED, DELAYED, QUEUED};
 use crate::sync::Arc;
-use crate::task::{Job, Once, Task, TaskCell, TaskJob};
+use crate::task::{Job, Once, Priority, Task, TaskCell, TaskJob};
 
 /// A pool of worker threads. Cheap to clone; every clone is the same pool.
 ///
@@ -84,10 +84,7 @@ impl Pool {
     where
         F: FnOnce() + Send + 'static,
     {
-        let cell: StdArc<dyn TaskJob<()>> = StdArc::new(TaskCell::new(Once(Some(f))));
-        self.submit_cell(cell, true, false)
-            .map(drop)
-            .map_err(|(e, _)| e)
+        self.submit_plain(f, false).map(drop)
     }
 
     /// Runs `f` in the background and returns a [`Handle`] to its result.
@@ -96,10 +93,30 @@ impl Pool {
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        let cell: StdArc<dyn TaskJob<T>> = StdArc::new(TaskCell::new(Once(Some(f))));
-        self.submit_cell(cell, true, true)
-            .map(expect_handle)
-            .map_err(|(e, _)| e)
+        self.submit_plain(f, true).map(expect_handle)
+    }
+
+    /// The hot path of `spawn` and `submit`: a closure with no options, so
+    /// no key, delay or deadline to look at, and the state word is set
+    /// before the cell is shared.
+    #[inline]
+    fn submit_plain<T, F>(&self, f: F, want_handle: bool) -> Result<Option<Handle<T>>, SubmitError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let shared = self.shared();
+        self.enter(1)?;
+        let admit = self.admit(1, true).inspect_err(|_| self.leave(1))?;
+        let initial = if admit == Admit::Permit { QUEUED | ADMITTED } else { QUEUED };
+        let cell = StdArc::new(TaskCell::with_state(Once(Some(f)), initial));
+        let handle = want_handle.then(|| Handle::new(cell.clone(), shared.clone()));
+        if admit == Admit::Inline {
+            cell.run(shared);
+        } else {
+            shared.push(cell, Priority::Normal);
+        }
+        Ok(handle)
     }
 
     /// Submits a [`Task`] with its options. Blocks while the pool is at
@@ -169,7 +186,6 @@ impl Pool {
             }
             self.leave(n);
         })?;
-        shared.stats_here().add(Event::Submitted, n as u64);
         Ok(cells
             .into_iter()
             .map(|cell| {
@@ -181,19 +197,11 @@ impl Pool {
 
     /// Counts tasks in, or refuses because the pool is closed.
     fn enter(&self, n: usize) -> Result<(), SubmitError> {
-        let shared = self.shared();
-        shared.lifecycle.try_enter(n).map_err(|finished| {
-            if finished {
-                shared.on_finished();
-            }
-            SubmitError::ShutDown
-        })
+        self.shared().enter(n).map_err(|()| SubmitError::ShutDown)
     }
 
     fn leave(&self, n: usize) {
-        if self.shared().lifecycle.leave(n) {
-            self.shared().on_finished();
-        }
+        self.shared().leave(n);
     }
 
     /// Takes `n` admission permits if the submission comes from outside the
@@ -244,7 +252,6 @@ impl Pool {
                 return Err((e, cell));
             }
         };
-        shared.stats_here().add(Event::Submitted, 1);
         Ok(self.dispatch(cell, admit, want_handle))
     }
 
@@ -411,7 +418,7 @@ fn metrics(shared: &Shared) -> Metrics {
         queued_normal: shared.lanes.normal_len() as u64,
         queued_low: shared.lanes.low.len() as u64,
         delayed: shared.timer.pending() as u64,
-        in_flight: shared.lifecycle.in_flight() as u64,
+        in_flight: shared.in_flight(),
     }
 }
 

@@ -100,17 +100,7 @@ where
     R: Send,
 {
     let worker = WorkerThread::current_of(shared);
-    let entered = worker.is_some() || {
-        match shared.lifecycle.try_enter(1) {
-            Ok(()) => true,
-            Err(finished) => {
-                if finished {
-                    shared.on_finished();
-                }
-                false
-            }
-        }
-    };
+    let entered = worker.is_some() || shared.enter(1).is_ok();
     let scope = Scope {
         shared: shared.clone(),
         latch: Arc::new(CountLatch::new(1)),
@@ -126,8 +116,8 @@ where
         }
         None => scope.latch.latch.wait_blocking(),
     }
-    if entered && worker.is_none() && shared.lifecycle.leave(1) {
-        shared.on_finished();
+    if entered && worker.is_none() {
+        shared.leave(1);
     }
     if let Some(p) = scope.panic.lock().take() {
         resume_unwind(p);

@@ -120,6 +120,7 @@ impl fmt::Display for TaskId {
 
 /// Why a task is resolved without running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(loom, allow(dead_code))] // under loom only workers expire tasks
 pub(crate) enum Abort {
     Cancelled,
     Expired,
@@ -280,8 +281,15 @@ unsafe impl<T: Send, B: Send> Send for TaskCell<T, B> {}
 
 impl<T: Send + 'static, B: Body<T>> TaskCell<T, B> {
     pub(crate) fn new(body: B) -> Self {
+        Self::with_state(body, QUEUED)
+    }
+
+    /// A plain task (no options) whose state word starts as `initial`.
+    pub(crate) fn with_state(body: B, initial: u32) -> Self {
+        let mut header = Header::new();
+        header.state = Futex::new(initial);
         TaskCell {
-            header: Header::new(),
+            header,
             extra: None,
             slot: Slot::new(),
             body: UnsafeCell::new(body),
@@ -297,49 +305,37 @@ impl<T: Send + 'static, B: Body<T>> TaskCell<T, B> {
     fn finish(&self, shared: &Shared, code: u32, result: Result<T, TaskError>, from_running: bool) {
         // SAFETY: the caller owns the state word and DONE is not set.
         unsafe { self.slot.write(result) };
-        if from_running {
-            let mut s = self.header.state.load(Ordering::Relaxed);
-            while let Err(x) = self.header.state.compare_exchange_weak(
-                s,
-                (s & !CODE) | code,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                s = x;
-            }
-        }
-        let stats = shared.stats_here();
-        stats.add(
-            match code {
-                SUCCEEDED => Event::Completed,
-                FAILED => Event::Failed,
-                CANCELLED => Event::Cancelled,
-                _ => Event::Expired,
-            },
-            1,
-        );
-        if let Some(extra) = &self.extra {
-            if let Some(key) = &extra.key {
-                shared.release_key(key);
-            }
-            // SAFETY: the callback cell, like the output, belongs to the
-            // owner of the state word.
-            let callback = extra.on_complete.with_mut(|p| unsafe { (*p).take() });
-            if let Some(cb) = callback {
-                let previous = CURRENT_TASK.with(|c| c.replace(&self.header.state as *const Futex));
-                // SAFETY: the output was written above and DONE is not set.
-                let outcome =
-                    catch_unwind(AssertUnwindSafe(|| unsafe { self.slot.with_output(cb) }));
-                CURRENT_TASK.with(|c| c.set(previous));
-                if let Err(payload) = outcome {
-                    stats.add(Event::CallbackPanic, 1);
-                    drop_payload(payload);
-                }
-            }
-        }
+        let state = &self.header.state;
         // NOTE: after DONE the handle may take the output and drop its
         // reference; our own `Arc` keeps the cell alive until we return.
-        let old = self.header.state.fetch_or(DONE, Ordering::AcqRel);
+        let old = match &self.extra {
+            // Nothing to run between the terminal code and DONE: publish
+            // both with one atomic operation.
+            None if from_running => set_code(state, code | DONE),
+            None => state.fetch_or(DONE, Ordering::AcqRel),
+            Some(extra) => {
+                if from_running {
+                    set_code(state, code);
+                }
+                if let Some(key) = &extra.key {
+                    shared.release_key(key);
+                }
+                // SAFETY: the callback cell, like the output, belongs to the
+                // owner of the state word.
+                let callback = extra.on_complete.with_mut(|p| unsafe { (*p).take() });
+                if let Some(cb) = callback {
+                    let previous = CURRENT_TASK.with(|c| c.replace(state as *const Futex));
+                    // SAFETY: the output was written above and DONE is not set.
+                    let outcome = catch_unwind(AssertUnwindSafe(|| unsafe { self.slot.with_output(cb) }));
+                    CURRENT_TASK.with(|c| c.set(previous));
+                    if let Err(payload) = outcome {
+                        shared.stats_here().add(Event::CallbackPanic, 1);
+                        drop_payload(payload);
+                    }
+                }
+                state.fetch_or(DONE, Ordering::AcqRel)
+            }
+        };
         if old & WAITER != 0 {
             self.header.state.wake_all();
         }
@@ -350,7 +346,12 @@ impl<T: Send + 'static, B: Body<T>> TaskCell<T, B> {
         if old & HELPER != 0 {
             shared.notify_all();
         }
-        shared.task_finished();
+        shared.task_finished(match code {
+            SUCCEEDED => Event::Completed,
+            FAILED => Event::Failed,
+            CANCELLED => Event::Cancelled,
+            _ => Event::Expired,
+        });
     }
 
     /// One attempt ended without a value: retry, or resolve it.
@@ -363,15 +364,7 @@ impl<T: Send + 'static, B: Body<T>> TaskCell<T, B> {
         let state = self.header.state.load(Ordering::Acquire);
         let cancel = state & CANCEL_REQ != 0 || shared.stopping_now();
         if runs < allowed && !cancel {
-            let mut s = state;
-            while let Err(x) = self.header.state.compare_exchange_weak(
-                s,
-                (s & !CODE) | RETRYING,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                s = x;
-            }
+            set_code(&self.header.state, RETRYING);
             shared.stats_here().add(Event::Retried, 1);
             let delay = self
                 .extra
@@ -401,6 +394,18 @@ impl<T: Send + 'static, B: Body<T>> TaskCell<T, B> {
 enum Failure {
     Panic(String),
     Error(BoxError),
+}
+
+/// Replaces the status code of a state word we own (RUNNING) with `bits`,
+/// keeping the flags others may set meanwhile. Returns the previous word.
+fn set_code(state: &Futex, bits: u32) -> u32 {
+    let mut s = state.load(Ordering::Relaxed);
+    loop {
+        match state.compare_exchange_weak(s, (s & !CODE) | bits, Ordering::AcqRel, Ordering::Relaxed) {
+            Ok(prev) => return prev,
+            Err(x) => s = x,
+        }
+    }
 }
 
 /// Drops a panic payload whose own destructor might panic.
@@ -474,7 +479,9 @@ impl<T: Send + 'static, B: Body<T>> Job for TaskCell<T, B> {
             EXPIRED => return self.finish(shared, EXPIRED, Err(TaskError::Expired), false),
             _ => {}
         }
-        self.header.attempts.fetch_add(1, Ordering::Relaxed);
+        // Only the owner of RUNNING writes the count: no read-modify-write needed.
+        let runs = self.header.attempts.load(Ordering::Relaxed) + 1;
+        self.header.attempts.store(runs, Ordering::Relaxed);
         if first {
             if let Some(extra) = &self.extra {
                 // SAFETY: we own RUNNING; the guard cell is ours.

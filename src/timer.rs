@@ -22,6 +22,9 @@
 //! Under loom there is no timer thread (loom has no clock): a fire entry is
 //! processed at once and deadlines are only checked by workers.
 
+// Under loom only the immediate-fire path exists.
+#![cfg_attr(loom, allow(dead_code))]
+
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
 use std::sync::{Arc as StdArc, Weak};
@@ -217,7 +220,7 @@ pub(crate) fn run_timer(shared: Arc<Shared>) {
         if shared.stopping_now() {
             st.stopped = true;
         }
-        if shared.lifecycle.is_finished() {
+        if shared.is_finished() {
             st.stopped = true;
             st.heap.clear();
             return;

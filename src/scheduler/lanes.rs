@@ -13,12 +13,15 @@
 //!   before the next High one, if a Normal job waits;
 //! - every [`LOW_EVERY`]-th time a worker looks for work it takes a waiting
 //!   Low task first, so a Low task waits behind at most `LOW_EVERY - 1`
-//!   other jobs per worker.
+//!   other jobs per worker;
+//! - every [`FAIR_EVERY`]-th time it looks at the Normal injector before its
+//!   own deque, so work spawned from inside the pool cannot starve work
+//!   submitted from outside.
 //!
 //! Ordering: tasks submitted from outside the pool at one priority are taken
-//! from their injector in FIFO order. A worker moves a batch of the Normal
-//! injector into its deque in the same order, so on a one-worker pool they
-//! also *start* in submission order. With N workers, they start in
+//! from their injector in FIFO order, one at a time (never moved in batches
+//! into a worker's LIFO deque), so on a one-worker pool they also *start* in
+//! submission order. With N workers, they start in
 //! submission order up to the N-way parallelism of the pool (a later task can
 //! start while an earlier one, taken first by another worker, has not yet
 //! begun). Work spawned from inside a task goes to that worker's LIFO deque
@@ -48,6 +51,12 @@ pub(crate) const HIGH_BURST: u32 = 16;
 
 /// Every this many searches a worker takes a waiting Low task first.
 pub(crate) const LOW_EVERY: u32 = 32;
+
+/// Every this many searches a worker looks at the Normal injector before its
+/// own deque, so tasks that keep spawning locally cannot starve submissions
+/// from outside (tokio's scheduler uses the same prime, 61, for the same
+/// purpose; any value in the tens keeps the cost negligible).
+pub(crate) const FAIR_EVERY: u32 = 61;
 
 pub(crate) struct Lanes {
     pub(crate) high: Injector<JobRef>,
@@ -81,8 +90,17 @@ impl Lanes {
 }
 
 /// Takes one job from an injector, retrying on contention.
+///
+/// The emptiness check first costs two loads, where a failed `steal` costs a
+/// SeqCst fence: it keeps the High and Low lane checks that precede every
+/// search nearly free while those lanes are empty. Missing a job pushed right
+/// now is harmless: a worker re-checks after announcing its sleep (see the
+/// sleep module), behind a fence of its own.
 #[inline]
 pub(crate) fn take(injector: &Injector<JobRef>) -> Option<JobRef> {
+    if injector.is_empty() {
+        return None;
+    }
     loop {
         match injector.steal() {
             Steal::Success(job) => return Some(job),

@@ -7,16 +7,30 @@
 //! lane; then it spins briefly, re-searching; then it parks on the
 //! [`sleep`] event count.
 //!
-//! # Lifecycle word
+//! # Lifecycle: closing and draining
 //!
-//! `Lifecycle::state` counts the tasks that are accepted and not yet
-//! terminal, times two, with bit 0 = CLOSED. A submitter adds two *before*
-//! checking CLOSED (and takes them back if it was set), so once `shutdown`
-//! has set CLOSED, every accepted task is already counted and no new one can
-//! slip in. The pool is finished when the word equals CLOSED exactly: closed
-//! and nothing in flight. Workers and the timer exit then, and whoever moves
-//! the word to that value wakes them all. The loom model
-//! `shutdown_racing_submit` checks this.
+//! A pool is *closed* once `shutdown` ran, and *finished* when it is closed
+//! and no accepted task is still in flight. Workers and the timer exit then.
+//! In-flight tasks are not kept in one shared counter (the submitter and the
+//! worker would bounce its cache line on every task); they are the
+//! difference of the per-thread `Submitted` counts and the per-thread
+//! terminal counts of [`Stats`]:
+//!
+//! - a submitter adds to its own `Submitted` (SeqCst) *before* loading
+//!   `closed` (SeqCst), and takes the count back itself if it was closed;
+//! - `close` stores `closed` (SeqCst). In the single SeqCst order, every
+//!   submission that saw the pool open counted itself before the store, so
+//!   sums read after it include every accepted task; later increments are
+//!   only the refused ones, taken back on the same counter;
+//! - `is_finished` reads all terminal counts first, then all `Submitted`
+//!   counts. Terminal counts only grow, and after `close` the `Submitted`
+//!   sums only exceed their final value, so the difference it computes is
+//!   never below the true number in flight: zero means finished;
+//! - whoever ends a task after `close` (its terminal count SeqCst, then a
+//!   SeqCst load of `closed`) checks `is_finished` and wakes everyone. A
+//!   worker about to park announces itself (`sleepers`), then checks
+//!   `is_finished`: one of the two sees the other (the sleep module's
+//!   argument). The loom model `shutdown_racing_submit` checks this.
 
 pub(crate) mod lanes;
 pub(crate) mod sleep;
@@ -32,7 +46,7 @@ use parking_lot::Mutex;
 
 use crate::builder::WhenFull;
 use crate::metrics::{Counters, Event, Stats};
-use crate::sync::{thread, AtomicBool, AtomicUsize, Ordering};
+use crate::sync::{fence, thread, AtomicBool, AtomicUsize, Ordering};
 use crate::task::{Job, Priority};
 use crate::timer::Timer;
 use lanes::{Admission, Lanes};
@@ -54,6 +68,10 @@ pub(crate) enum JobRef {
 pub(crate) struct Shared {
     pub(crate) lanes: Lanes,
     pub(crate) sleep: EventCount,
+    /// Workers spinning in search of work (not parked, not running a job).
+    pub(crate) searching: CachePadded<AtomicUsize>,
+    /// A wake-up was sent and its sleeper has not run yet.
+    pub(crate) waking: CachePadded<AtomicBool>,
     pub(crate) stats: Stats,
     pub(crate) admission: Admission,
     pub(crate) lifecycle: Lifecycle,
@@ -83,12 +101,28 @@ impl Shared {
             .block(WorkerThread::current_of(self).map(|w| w.index))
     }
 
-    /// Wakes one sleeping worker, if any.
+    /// Wakes one sleeping worker, unless a worker is searching (it will
+    /// find the new work, or pass the wake on when it stops searching; see
+    /// `WorkerThread::main_loop`) or a wake-up is already in flight (see the
+    /// sleep module).
     #[inline]
     pub(crate) fn notify_one(&self) {
-        if self.sleep.notify_one() {
-            self.stats_here().add(Event::Wake, 1);
+        fence(Ordering::SeqCst);
+        if self.searching.load(Ordering::SeqCst) > 0 || !self.sleep.has_sleepers() {
+            return;
         }
+        if self.waking.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.sleep.wake_one();
+        self.stats_here().add(Event::Wake, 1);
+    }
+
+    /// Called by a thread leaving the sleeper state, before it searches.
+    #[inline]
+    pub(crate) fn woke(&self) {
+        self.waking.store(false, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
     }
 
     /// Wakes every sleeping worker (and helping waiter).
@@ -129,12 +163,56 @@ impl Shared {
         self.keys.lock().remove(key);
     }
 
-    /// A task reached its terminal state.
+    /// Counts `n` tasks (or an outside scope or join) in, unless the pool
+    /// is closed. Must be paired with [`leave`](Self::leave) on the same
+    /// thread, or, for tasks, with a terminal event.
     #[inline]
-    pub(crate) fn task_finished(&self) {
-        if self.lifecycle.leave(1) {
+    pub(crate) fn enter(&self, n: usize) -> Result<(), ()> {
+        let block = self.stats_here();
+        block.add(Event::Submitted, n as u64);
+        if self.lifecycle.closed.load(Ordering::SeqCst) {
+            block.unsubmit(n as u64);
+            self.check_finished();
+            return Err(());
+        }
+        Ok(())
+    }
+
+    /// Takes back an [`enter`](Self::enter) of this thread.
+    #[inline]
+    pub(crate) fn leave(&self, n: usize) {
+        self.stats_here().unsubmit(n as u64);
+        self.check_finished();
+    }
+
+    /// A task reached its terminal state (`event` is one of the four).
+    #[inline]
+    pub(crate) fn task_finished(&self, event: Event) {
+        self.stats_here().add(event, 1);
+        self.check_finished();
+    }
+
+    #[inline]
+    fn check_finished(&self) {
+        if self.lifecycle.closed.load(Ordering::SeqCst) && self.is_finished() {
             self.on_finished();
         }
+    }
+
+    /// Closed, and no accepted task in flight.
+    pub(crate) fn is_finished(&self) -> bool {
+        if !self.lifecycle.closed.load(Ordering::SeqCst) {
+            return false;
+        }
+        let done = self.stats.terminal();
+        self.stats.sum(Event::Submitted).wrapping_sub(done) == 0
+    }
+
+    /// Tasks accepted and not yet terminal (a moment's estimate).
+    pub(crate) fn in_flight(&self) -> u64 {
+        let done = self.stats.terminal();
+        let submitted = self.stats.sum(Event::Submitted);
+        submitted.saturating_sub(done)
     }
 
     /// The pool is closed and nothing is in flight: wake everyone who waits
@@ -151,59 +229,28 @@ impl Shared {
     }
 }
 
-/// In-flight count and the CLOSED bit; see the module docs.
+/// The closed and stop-now flags; see the module docs.
 pub(crate) struct Lifecycle {
-    state: CachePadded<AtomicUsize>,
+    closed: AtomicBool,
     /// `shutdown_now` was called: queued tasks are cancelled, not run.
     pub(crate) now: AtomicBool,
 }
 
-const CLOSED: usize = 1;
-const ONE: usize = 2;
-
 impl Lifecycle {
     pub(crate) fn new() -> Lifecycle {
         Lifecycle {
-            state: CachePadded::new(AtomicUsize::new(0)),
+            closed: AtomicBool::new(false),
             now: AtomicBool::new(false),
         }
     }
 
-    /// Counts `n` tasks in, unless the pool is closed.
-    #[inline]
-    pub(crate) fn try_enter(&self, n: usize) -> Result<(), bool> {
-        let prev = self.state.fetch_add(ONE * n, Ordering::SeqCst);
-        if prev & CLOSED != 0 {
-            // Err(true): our withdrawal finished the pool; the caller wakes.
-            return Err(self.leave(n));
-        }
-        Ok(())
-    }
-
-    /// Counts `n` tasks out. True when this made the pool finished.
-    #[inline]
-    pub(crate) fn leave(&self, n: usize) -> bool {
-        let prev = self.state.fetch_sub(ONE * n, Ordering::SeqCst);
-        prev - ONE * n == CLOSED
-    }
-
-    /// Closes intake. True when nothing was in flight (already finished).
-    pub(crate) fn close(&self) -> bool {
-        let prev = self.state.fetch_or(CLOSED, Ordering::SeqCst);
-        prev == 0 || prev == CLOSED
+    /// Closes intake.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.state.load(Ordering::SeqCst) & CLOSED != 0
-    }
-
-    /// Closed and nothing in flight.
-    pub(crate) fn is_finished(&self) -> bool {
-        self.state.load(Ordering::SeqCst) == CLOSED
-    }
-
-    pub(crate) fn in_flight(&self) -> usize {
-        self.state.load(Ordering::Relaxed) / ONE
+        self.closed.load(Ordering::SeqCst)
     }
 }
 

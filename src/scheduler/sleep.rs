@@ -30,9 +30,29 @@
 //! the futex wake that follows the bump. Spurious returns are harmless:
 //! every caller loops back to searching.
 //!
-//! A woken worker that finds work while more is visible wakes the next one
-//! (see `WorkerThread::main_loop`), so a burst ramps up one worker at a time
-//! instead of waking the whole pool for one task.
+//! # Searching workers
+//!
+//! Workers also count themselves as *searching* while they spin for work
+//! after running dry. A submitter that sees a searching worker wakes nobody:
+//! that is what keeps a busy pool free of wake-up syscalls. The same
+//! Dekker argument covers it: the submitter does push, fence, load
+//! `searching`; a searcher that gives up does `searching -= 1`, fence, and
+//! re-checks the queues before it parks. A searcher that instead finds a job
+//! and was the last one searching calls `notify_one` itself, passing on a
+//! wake-up a submitter may have skipped. So a woken worker that finds work
+//! wakes the next, and a burst ramps the pool up one worker at a time.
+//!
+//! # One wake in flight
+//!
+//! A woken worker may wait a while for a CPU before it runs again; until
+//! then it still counts as a sleeper. So that submitters do not pay a futex
+//! syscall per task meanwhile, `Shared::waking` marks a wake-up as in
+//! flight, and `notify_one` sends no other until it is cleared. Every
+//! thread leaving the sleeper state (woken, spurious, or cancelling its
+//! sleep because it found work) clears it and then searches the queues (a
+//! helper whose wait ended instead passes the wake on). By the same Dekker
+//! argument as above, a submitter that saw the mark set pushed its job
+//! before the clearing thread's fence, and so that thread's search finds it.
 //!
 //! The loom models `sleep_*` in `loom-tests/` check this handshake with one
 //! and two workers and with Normal and High tasks.
@@ -87,17 +107,18 @@ impl EventCount {
         self.sleepers.fetch_sub(1, Ordering::SeqCst);
     }
 
-    /// Wakes one sleeper, if any announced itself. Call after making the
-    /// condition true. Returns whether a wake was sent.
+    /// Did any thread announce a sleep? (SeqCst, for the handshake.)
     #[inline]
-    pub(crate) fn notify_one(&self) -> bool {
-        fence(Ordering::SeqCst);
-        if self.sleepers.load(Ordering::SeqCst) == 0 {
-            return false;
-        }
+    pub(crate) fn has_sleepers(&self) -> bool {
+        self.sleepers.load(Ordering::SeqCst) != 0
+    }
+
+    /// Bumps the epoch and wakes one sleeper. The caller checked
+    /// [`has_sleepers`](Self::has_sleepers) after making its condition true
+    /// and issuing a SeqCst fence (see the module docs).
+    pub(crate) fn wake_one(&self) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         self.epoch.wake_one();
-        true
     }
 
     /// Wakes every sleeper, if any announced itself. Returns whether a

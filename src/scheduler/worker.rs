@@ -8,11 +8,11 @@ use std::time::Instant;
 use crate::sync::deque::{Steal, Worker};
 use crossbeam_utils::Backoff;
 
-use super::lanes::{take, HIGH_BURST, LOW_EVERY};
+use super::lanes::{take, FAIR_EVERY, HIGH_BURST, LOW_EVERY};
 use super::{random_u64, JobRef, Shared};
 use crate::latch::{CountLatch, Latch, Probe};
 use crate::metrics::Event;
-use crate::sync::{thread_local, Arc, UnsafeCell};
+use crate::sync::{fence, thread_local, Arc, Ordering, UnsafeCell};
 use crate::task::Abort;
 
 thread_local! {
@@ -73,6 +73,13 @@ impl WorkerThread {
             }
         }
         self.high_streak.set(0);
+        if tick % FAIR_EVERY == 0 {
+            // Fairness: tasks that keep spawning into their own deque must
+            // not starve submissions waiting in the injector.
+            if let Some(job) = self.steal_injector() {
+                return Some(job);
+            }
+        }
         if let Some(job) = self.local.pop() {
             return Some(job);
         }
@@ -91,20 +98,18 @@ impl WorkerThread {
         take(&lanes.low)
     }
 
+    /// Takes the oldest job of the Normal injector. One at a time, not a
+    /// batch: jobs moved into this worker's LIFO deque would start in
+    /// reverse order relative to the ones left behind, and outside
+    /// submissions are promised FIFO starts.
     fn steal_injector(&self) -> Option<JobRef> {
-        loop {
-            match self.shared.lanes.normal.steal_batch_and_pop(&self.local) {
-                Steal::Success(job) => {
-                    if !self.local.is_empty() {
-                        // More than we can run right now: let a sleeper help.
-                        self.shared.notify_one();
-                    }
-                    return Some(job);
-                }
-                Steal::Empty => return None,
-                Steal::Retry => std::hint::spin_loop(),
-            }
+        let injector = &self.shared.lanes.normal;
+        let job = take(injector)?;
+        if !injector.is_empty() {
+            // More than we can run right now: let a sleeper help.
+            self.shared.notify_one();
         }
+        Some(job)
     }
 
     fn steal_from_others(&self) -> Option<JobRef> {
@@ -118,7 +123,7 @@ impl WorkerThread {
             let mut retry = false;
             for i in 0..n {
                 let victim = (start + i) % n;
-                if victim == self.index {
+                if victim == self.index || stealers[victim].is_empty() {
                     continue;
                 }
                 match stealers[victim].steal_batch_and_pop(&self.local) {
@@ -185,7 +190,7 @@ impl WorkerThread {
         let shared = &*self.shared;
         let mut woken = false;
         loop {
-            if let Some(job) = self.find_work().or_else(|| self.spin(|| false)) {
+            if let Some(job) = self.find_work() {
                 if woken && shared.lanes.has_work() {
                     // Ramp up: a woken worker that sees more work wakes the next.
                     shared.notify_one();
@@ -194,18 +199,40 @@ impl WorkerThread {
                 self.execute(job);
                 continue;
             }
-            let key = shared.sleep.prepare();
-            if let Some(job) = self.find_work() {
-                shared.sleep.cancel();
+            // Out of work: search for a while. A searching worker is
+            // counted, so submitters need not wake anyone meanwhile.
+            shared.searching.fetch_add(1, Ordering::SeqCst);
+            if let Some(job) = self.spin(|| false) {
+                if shared.searching.fetch_sub(1, Ordering::SeqCst) == 1 {
+                    // The last searcher found work: a push may have skipped
+                    // its wake-up because we searched, so pass it on.
+                    shared.notify_one();
+                }
+                woken = false;
                 self.execute(job);
                 continue;
             }
-            if shared.lifecycle.is_finished() {
+            let key = shared.sleep.prepare();
+            shared.searching.fetch_sub(1, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            if let Some(job) = self.find_work() {
                 shared.sleep.cancel();
+                shared.woke();
+                if shared.lanes.has_work() {
+                    shared.notify_one();
+                }
+                woken = false;
+                self.execute(job);
+                continue;
+            }
+            if shared.is_finished() {
+                shared.sleep.cancel();
+                shared.woke();
                 return;
             }
             shared.stats.block(Some(self.index)).add(Event::Park, 1);
             shared.sleep.park(key);
+            shared.woke();
             woken = true;
         }
     }
@@ -232,10 +259,12 @@ impl WorkerThread {
             let key = shared.sleep.prepare();
             if probe.is_done() {
                 shared.sleep.cancel();
+                self.pass_on_wake();
                 return true;
             }
             if let Some(job) = self.find_work() {
                 shared.sleep.cancel();
+                shared.woke();
                 self.execute(job);
                 continue;
             }
@@ -244,6 +273,21 @@ impl WorkerThread {
                 None => shared.sleep.park(key),
                 Some(d) => shared.sleep.park_until(key, d),
             }
+            if probe.is_done() || deadline.is_some_and(|d| Instant::now() >= d) {
+                self.pass_on_wake();
+            } else {
+                shared.woke();
+            }
+        }
+    }
+
+    /// A helper leaves the sleeper state without searching: clear the
+    /// in-flight mark and hand a possibly consumed wake-up to another worker.
+    fn pass_on_wake(&self) {
+        let shared = &*self.shared;
+        shared.woke();
+        if shared.lanes.has_work() {
+            shared.notify_one();
         }
     }
 

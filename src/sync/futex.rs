@@ -152,10 +152,9 @@ mod imp {
         spurious_turn: std::sync::atomic::AtomicBool,
     }
 
-    /// When set, every other `wait` returns without sleeping: the models run
-    /// once without and once with spurious wake-ups.
-    /// (Per OS thread: loom runs a model's threads as coroutines on the
-    /// thread of the test that started it.)
+    // When set, every other `wait` returns without sleeping: the models run
+    // once without and once with spurious wake-ups. (Per OS thread: loom runs
+    // a model's threads as coroutines on the thread of the test that started it.)
     std::thread_local!(pub(crate) static SPURIOUS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
 
     impl std::ops::Deref for Futex {

@@ -19,6 +19,7 @@ pub(crate) use futex::SPURIOUS;
 
 #[cfg(not(loom))]
 mod imp {
+    #[allow(unused_imports)]
     pub(crate) use std::sync::atomic::{
         fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering,
     };
@@ -57,6 +58,7 @@ mod imp {
 
 #[cfg(loom)]
 mod imp {
+    #[allow(unused_imports)]
     pub(crate) use loom::sync::atomic::{
         fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering,
     };
