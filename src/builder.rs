@@ -3,7 +3,6 @@
 use std::collections::HashSet;
 
 use crate::sync::deque::Worker;
-use parking_lot::Mutex;
 
 use crate::error::BuildError;
 use crate::latch::CountLatch;
@@ -13,7 +12,7 @@ use crate::scheduler::lanes::{Admission, Lanes};
 use crate::scheduler::sleep::EventCount;
 use crate::scheduler::worker::run_worker;
 use crate::scheduler::{JobRef, Lifecycle, Shared};
-use crate::sync::{thread, Arc, AtomicUsize};
+use crate::sync::{thread, Arc, AtomicUsize, Mutex};
 use crate::timer::Timer;
 
 /// The largest accepted `workers(n)`. Far above any core count runq is
@@ -133,7 +132,6 @@ impl Builder {
             lanes: Lanes::new(&locals),
             sleep: EventCount::new(),
             searching: crossbeam_utils::CachePadded::new(AtomicUsize::new(0)),
-            waking: crossbeam_utils::CachePadded::new(crate::sync::AtomicBool::new(false)),
             stats: Stats::new(n),
             admission: Admission::new(self.capacity),
             lifecycle: Lifecycle::new(),

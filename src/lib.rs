@@ -96,6 +96,9 @@ mod sync;
 mod task;
 mod timer;
 
+#[cfg(all(test, not(loom)))]
+mod unit_tests;
+
 pub use builder::{Builder, WhenFull, MAX_WORKERS};
 pub use error::{BuildError, SubmitError, TaskError, TrySubmitError};
 pub use handle::Handle;
@@ -105,6 +108,11 @@ pub use pool::Pool;
 pub use retry::{Jitter, Retry};
 pub use scope::Scope;
 pub use task::{is_cancelled, Priority, Status, Task, TaskId};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 /// The index of the worker running the calling code, if it runs on a pool's
 /// worker thread.

@@ -163,14 +163,22 @@ impl Stats {
     }
 
     pub(crate) fn sum(&self, event: Event) -> u64 {
-        self.blocks.iter().map(|b| b.get(event)).fold(0u64, u64::wrapping_add)
+        self.blocks
+            .iter()
+            .map(|b| b.get(event))
+            .fold(0u64, u64::wrapping_add)
     }
 
     /// Tasks that reached a terminal state, summed over all blocks.
     pub(crate) fn terminal(&self) -> u64 {
-        [Event::Completed, Event::Failed, Event::Cancelled, Event::Expired]
-            .iter()
-            .map(|e| self.sum(*e))
-            .fold(0u64, u64::wrapping_add)
+        [
+            Event::Completed,
+            Event::Failed,
+            Event::Cancelled,
+            Event::Expired,
+        ]
+        .iter()
+        .map(|e| self.sum(*e))
+        .fold(0u64, u64::wrapping_add)
     }
 }

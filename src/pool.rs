@@ -108,7 +108,11 @@ impl Pool {
         let shared = self.shared();
         self.enter(1)?;
         let admit = self.admit(1, true).inspect_err(|_| self.leave(1))?;
-        let initial = if admit == Admit::Permit { QUEUED | ADMITTED } else { QUEUED };
+        let initial = if admit == Admit::Permit {
+            QUEUED | ADMITTED
+        } else {
+            QUEUED
+        };
         let cell = StdArc::new(TaskCell::with_state(Once(Some(f)), initial));
         let handle = want_handle.then(|| Handle::new(cell.clone(), shared.clone()));
         if admit == Admit::Inline {
@@ -436,7 +440,8 @@ fn shutdown(shared: &Shared, now: bool) -> ShutdownReport {
     shared.on_finished();
     // Inside a task or callback of this pool, joining would wait for the
     // very work we are part of: return and let the workers finish alone.
-    if WorkerThread::current_of(shared).is_none() && !crate::task::in_task() {
+    let joined = WorkerThread::current_of(shared).is_none() && !crate::task::in_task();
+    if joined {
         let me = crate::sync::thread::current().id();
         let mut threads = shared.threads.lock();
         for h in threads.drain(..) {
@@ -447,14 +452,18 @@ fn shutdown(shared: &Shared, now: bool) -> ShutdownReport {
         }
     }
     let m = metrics(shared);
+    // Once the workers are joined every accepted task is terminal, so the
+    // terminal counts are exact; the raw `Submitted` sums could still hold
+    // a refused submission that has not yet taken its count back.
+    let terminal = m.completed + m.failed + m.cancelled + m.expired;
     ShutdownReport {
-        submitted: m.submitted,
+        submitted: if joined { terminal } else { m.submitted },
         completed: m.completed,
         failed: m.failed,
         panicked: m.panicked,
         cancelled: m.cancelled,
         expired: m.expired,
         retried: m.retried,
-        in_flight: m.in_flight,
+        in_flight: if joined { 0 } else { m.in_flight },
     }
 }

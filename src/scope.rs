@@ -16,12 +16,10 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
-use parking_lot::Mutex;
-
 use crate::latch::CountLatch;
 use crate::scheduler::worker::WorkerThread;
 use crate::scheduler::{JobRef, Shared};
-use crate::sync::Arc;
+use crate::sync::{Arc, Mutex};
 
 /// A scope for spawning closures that borrow from the enclosing stack frame;
 /// see [`Pool::scope`](crate::Pool::scope).

@@ -326,7 +326,8 @@ impl<T: Send + 'static, B: Body<T>> TaskCell<T, B> {
                 if let Some(cb) = callback {
                     let previous = CURRENT_TASK.with(|c| c.replace(state as *const Futex));
                     // SAFETY: the output was written above and DONE is not set.
-                    let outcome = catch_unwind(AssertUnwindSafe(|| unsafe { self.slot.with_output(cb) }));
+                    let outcome =
+                        catch_unwind(AssertUnwindSafe(|| unsafe { self.slot.with_output(cb) }));
                     CURRENT_TASK.with(|c| c.set(previous));
                     if let Err(payload) = outcome {
                         shared.stats_here().add(Event::CallbackPanic, 1);
@@ -361,18 +362,33 @@ impl<T: Send + 'static, B: Body<T>> TaskCell<T, B> {
             Some(e) if B::REPEATABLE => e.retry.attempts(),
             _ => 1,
         };
-        let state = self.header.state.load(Ordering::Acquire);
-        let cancel = state & CANCEL_REQ != 0 || shared.stopping_now();
-        if runs < allowed && !cancel {
-            set_code(&self.header.state, RETRYING);
-            shared.stats_here().add(Event::Retried, 1);
-            let delay = self
-                .extra
-                .as_ref()
-                .map_or(Duration::ZERO, |e| e.retry.delay_after(runs));
-            let priority = self.header.priority;
-            shared.schedule(self, delay, priority);
-            return;
+        if runs < allowed && !shared.stopping_now() {
+            // RUNNING -> RETRYING only while no cancel is requested, in one
+            // CAS: a cancel() that returned false (it saw RUNNING) always
+            // stops the retries, and one that comes later sees RETRYING and
+            // cancels the task outright.
+            let state = &self.header.state;
+            let mut s = state.load(Ordering::Acquire);
+            while s & CANCEL_REQ == 0 {
+                match state.compare_exchange_weak(
+                    s,
+                    (s & !CODE) | RETRYING,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => {
+                        shared.stats_here().add(Event::Retried, 1);
+                        let delay = self
+                            .extra
+                            .as_ref()
+                            .map_or(Duration::ZERO, |e| e.retry.delay_after(runs));
+                        let priority = self.header.priority;
+                        shared.schedule(self, delay, priority);
+                        return;
+                    }
+                    Err(x) => s = x,
+                }
+            }
         }
         // A run that ended, cancelled or not, resolves with its real
         // outcome; cancellation only stops the retries.
@@ -401,7 +417,12 @@ enum Failure {
 fn set_code(state: &Futex, bits: u32) -> u32 {
     let mut s = state.load(Ordering::Relaxed);
     loop {
-        match state.compare_exchange_weak(s, (s & !CODE) | bits, Ordering::AcqRel, Ordering::Relaxed) {
+        match state.compare_exchange_weak(
+            s,
+            (s & !CODE) | bits,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        ) {
             Ok(prev) => return prev,
             Err(x) => s = x,
         }

@@ -30,11 +30,9 @@ use std::collections::BinaryHeap;
 use std::sync::{Arc as StdArc, Weak};
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
-
 use crate::scheduler::Shared;
 use crate::slot::{CODE, DELAYED, QUEUED, RETRYING};
-use crate::sync::{Arc, Ordering};
+use crate::sync::{Arc, Condvar, Mutex, Ordering};
 use crate::task::{Abort, Job};
 
 /// Delays are capped at this (about 30 years) so `Instant` arithmetic never
@@ -208,13 +206,13 @@ pub(crate) fn run_timer(shared: Arc<Shared>) {
             let entries: Vec<Entry> = st.heap.drain().collect();
             st.fires = 0;
             st.stopped = true;
-            parking_lot::MutexGuard::unlocked(&mut st, || {
-                for e in entries {
-                    if let What::Fire(job) = e.what {
-                        job.abort(&shared, Abort::Cancelled);
-                    }
+            drop(st);
+            for e in entries {
+                if let What::Fire(job) = e.what {
+                    job.abort(&shared, Abort::Cancelled);
                 }
-            });
+            }
+            st = timer.state.lock();
             continue;
         }
         if shared.stopping_now() {
@@ -233,19 +231,19 @@ pub(crate) fn run_timer(shared: Arc<Shared>) {
                 if matches!(entry.what, What::Fire(_)) {
                     st.fires -= 1;
                 }
-                parking_lot::MutexGuard::unlocked(&mut st, || match entry.what {
+                drop(st);
+                match entry.what {
                     What::Fire(job) => fire(&shared, job),
                     What::Expire(weak) => {
                         if let Some(job) = weak.upgrade() {
                             job.abort(&shared, Abort::Expired);
                         }
                     }
-                });
+                }
+                st = timer.state.lock();
             }
-            Some(due) => {
-                timer.cond.wait_until(&mut st, due);
-            }
-            None => timer.cond.wait(&mut st),
+            Some(due) => st = timer.cond.wait_until(st, due),
+            None => st = timer.cond.wait(st),
         }
     }
 }

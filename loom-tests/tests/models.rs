@@ -60,18 +60,29 @@ fn sleep_submit_racing_park_one_worker_high_runs_the_task() {
 }
 
 #[test]
-fn sleep_two_workers_two_submitters_every_task_runs() {
+fn sleep_two_workers_high_and_normal_both_run() {
     model(|| {
         let p = pool(2);
+        let a = p
+            .submit_task(Task::new(|| 1).priority(Priority::High))
+            .unwrap();
+        let b = p.submit(|| 2).unwrap();
+        assert_eq!(a.wait().unwrap() + b.wait().unwrap(), 3);
+    });
+}
+
+#[test]
+fn sleep_one_worker_two_submitters_every_task_runs() {
+    model(|| {
+        let p = pool(1);
         let p2 = p.clone();
         let t = thread::spawn(move || {
             p2.submit_task(Task::new(|| 1).priority(Priority::High))
                 .unwrap()
-                .wait()
-                .unwrap()
         });
-        let b = p.submit(|| 2).unwrap().wait().unwrap();
-        assert_eq!(t.join().unwrap() + b, 3);
+        let b = p.submit(|| 2).unwrap();
+        let a = t.join().unwrap();
+        assert_eq!(a.wait().unwrap() + b.wait().unwrap(), 3);
     });
 }
 
@@ -151,23 +162,19 @@ fn slot_handle_drop_racing_completion_drops_the_output_once() {
 }
 
 #[test]
-fn lanes_high_and_normal_pushed_concurrently_each_run_once() {
+fn lanes_high_and_normal_taken_by_two_workers_each_run_once() {
     model(|| {
         let p = pool(2);
         let runs = Arc::new(AtomicUsize::new(0));
-        let (p2, r2) = (p.clone(), runs.clone());
-        let t = thread::spawn(move || {
-            p2.submit_task(Task::new(move || r2.fetch_add(1, SeqCst)).priority(Priority::High))
-                .unwrap()
-                .wait()
-                .unwrap();
-        });
         let r = runs.clone();
-        p.submit(move || r.fetch_add(10, SeqCst))
-            .unwrap()
-            .wait()
+        let high = p
+            .submit_task(Task::new(move || r.fetch_add(1, SeqCst)).priority(Priority::High))
             .unwrap();
-        t.join().unwrap();
+        let r = runs.clone();
+        let normal = p.submit(move || r.fetch_add(10, SeqCst)).unwrap();
+        high.wait().unwrap();
+        normal.wait().unwrap();
+        drop(p);
         assert_eq!(runs.load(SeqCst), 11, "each task ran exactly once");
     });
 }
@@ -259,7 +266,12 @@ fn cancel_racing_retry_resolves_once() {
                 "cancelled while waiting for its retry, yet ran again"
             );
         } else {
-            assert!(out.is_ok() || matches!(out, Err(TaskError::Cancelled)));
+            // Too late to cancel: the first run's failure stands if the
+            // cancel landed during it (no retry), else the retry succeeds.
+            assert!(
+                matches!(out, Ok(1) | Err(TaskError::Failed { attempts: 1, .. })),
+                "{out:?}"
+            );
         }
         assert!(n <= 2);
     });

@@ -16,18 +16,20 @@
 //! difference of the per-thread `Submitted` counts and the per-thread
 //! terminal counts of [`Stats`]:
 //!
-//! - a submitter adds to its own `Submitted` (SeqCst) *before* loading
-//!   `closed` (SeqCst), and takes the count back itself if it was closed;
-//! - `close` stores `closed` (SeqCst). In the single SeqCst order, every
-//!   submission that saw the pool open counted itself before the store, so
-//!   sums read after it include every accepted task; later increments are
-//!   only the refused ones, taken back on the same counter;
+//! - a submitter adds to its own `Submitted` *before* loading `closed`, with
+//!   a SeqCst fence between, and takes the count back itself if it was
+//!   closed;
+//! - `close` stores `closed`, then fences. Every submission that saw the
+//!   pool open counted itself before that fence in the SeqCst order, so sums
+//!   read after it include every accepted task; later increments are only
+//!   the refused ones, taken back on the same counter;
 //! - `is_finished` reads all terminal counts first, then all `Submitted`
 //!   counts. Terminal counts only grow, and after `close` the `Submitted`
 //!   sums only exceed their final value, so the difference it computes is
 //!   never below the true number in flight: zero means finished;
-//! - whoever ends a task after `close` (its terminal count SeqCst, then a
-//!   SeqCst load of `closed`) checks `is_finished` and wakes everyone. A
+//! - whoever ends a task (its terminal count, a SeqCst fence, then a load
+//!   of `closed`) and sees the pool closed checks `is_finished` and wakes
+//!   everyone. A
 //!   worker about to park announces itself (`sleepers`), then checks
 //!   `is_finished`: one of the two sees the other (the sleep module's
 //!   argument). The loom model `shutdown_racing_submit` checks this.
@@ -42,11 +44,10 @@ use std::sync::Arc as StdArc;
 use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
-use parking_lot::Mutex;
 
 use crate::builder::WhenFull;
 use crate::metrics::{Counters, Event, Stats};
-use crate::sync::{fence, thread, AtomicBool, AtomicUsize, Ordering};
+use crate::sync::{fence, thread, AtomicBool, AtomicUsize, Mutex, Ordering};
 use crate::task::{Job, Priority};
 use crate::timer::Timer;
 use lanes::{Admission, Lanes};
@@ -70,8 +71,6 @@ pub(crate) struct Shared {
     pub(crate) sleep: EventCount,
     /// Workers spinning in search of work (not parked, not running a job).
     pub(crate) searching: CachePadded<AtomicUsize>,
-    /// A wake-up was sent and its sleeper has not run yet.
-    pub(crate) waking: CachePadded<AtomicBool>,
     pub(crate) stats: Stats,
     pub(crate) admission: Admission,
     pub(crate) lifecycle: Lifecycle,
@@ -103,26 +102,17 @@ impl Shared {
 
     /// Wakes one sleeping worker, unless a worker is searching (it will
     /// find the new work, or pass the wake on when it stops searching; see
-    /// `WorkerThread::main_loop`) or a wake-up is already in flight (see the
-    /// sleep module).
+    /// `WorkerThread::main_loop`) or every sleeper already has a wake-up in
+    /// flight (see the sleep module).
     #[inline]
     pub(crate) fn notify_one(&self) {
         fence(Ordering::SeqCst);
-        if self.searching.load(Ordering::SeqCst) > 0 || !self.sleep.has_sleepers() {
+        if self.searching.load(Ordering::SeqCst) > 0 {
             return;
         }
-        if self.waking.swap(true, Ordering::SeqCst) {
-            return;
+        if self.sleep.notify_one_fenced() {
+            self.stats_here().add(Event::Wake, 1);
         }
-        self.sleep.wake_one();
-        self.stats_here().add(Event::Wake, 1);
-    }
-
-    /// Called by a thread leaving the sleeper state, before it searches.
-    #[inline]
-    pub(crate) fn woke(&self) {
-        self.waking.store(false, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
     }
 
     /// Wakes every sleeping worker (and helping waiter).
@@ -170,6 +160,7 @@ impl Shared {
     pub(crate) fn enter(&self, n: usize) -> Result<(), ()> {
         let block = self.stats_here();
         block.add(Event::Submitted, n as u64);
+        fence(Ordering::SeqCst);
         if self.lifecycle.closed.load(Ordering::SeqCst) {
             block.unsubmit(n as u64);
             self.check_finished();
@@ -192,8 +183,13 @@ impl Shared {
         self.check_finished();
     }
 
+    /// After a count moved: if the pool is closed and now finished, wake
+    /// everyone. The fence orders the count before the `closed` load (the
+    /// handshake is fence-based, like the sleep protocol's, so the loom
+    /// models check it exactly: loom treats SeqCst loads as Acquire).
     #[inline]
     fn check_finished(&self) {
+        fence(Ordering::SeqCst);
         if self.lifecycle.closed.load(Ordering::SeqCst) && self.is_finished() {
             self.on_finished();
         }
@@ -244,9 +240,10 @@ impl Lifecycle {
         }
     }
 
-    /// Closes intake.
+    /// Closes intake. (The caller then wakes everyone, behind a fence.)
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -267,12 +264,14 @@ pub(crate) fn random_u64() -> u64 {
             // loom replays executions: the sequence must be the same each time.
             x = 0x9E37_79B9_7F4A_7C15;
         } else if x == 0 {
-            // Seed from the thread's stack address and the clock.
+            // Seed from the thread's stack address and a process-wide
+            // counter, so threads get different sequences.
+            static SEEDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
             let local = 0u8;
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64);
-            x = (&local as *const u8 as u64) ^ nanos ^ 0x9E37_79B9_7F4A_7C15;
+            let n = SEEDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            x = (std::ptr::addr_of!(local).addr() as u64)
+                ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                ^ 0xD1B5_4A32_D192_ED03;
             if x == 0 {
                 x = 1;
             }

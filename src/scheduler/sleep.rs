@@ -42,30 +42,46 @@
 //! wake-up a submitter may have skipped. So a woken worker that finds work
 //! wakes the next, and a burst ramps the pool up one worker at a time.
 //!
-//! # One wake in flight
+//! # One wake in flight per sleeper
 //!
 //! A woken worker may wait a while for a CPU before it runs again; until
 //! then it still counts as a sleeper. So that submitters do not pay a futex
-//! syscall per task meanwhile, `Shared::waking` marks a wake-up as in
-//! flight, and `notify_one` sends no other until it is cleared. Every
-//! thread leaving the sleeper state (woken, spurious, or cancelling its
-//! sleep because it found work) clears it and then searches the queues (a
-//! helper whose wait ended instead passes the wake on). By the same Dekker
-//! argument as above, a submitter that saw the mark set pushed its job
-//! before the clearing thread's fence, and so that thread's search finds it.
-//!
-//! The loom models `sleep_*` in `loom-tests/` check this handshake with one
-//! and two workers and with Normal and High tasks.
+//! syscall per task meanwhile, the state word also counts wake-ups in
+//! flight, and `notify_one` sends none while every sleeper has one coming.
+//! Sleepers and wake-ups live in one word, changed only by read-modify-
+//! writes, so no decision is taken on a stale count. A thread leaving the
+//! sleeper state (woken, spurious, or cancelling because it found work)
+//! absorbs one wake-up in flight; it then searches the queues, or, for a
+//! helper whose wait ended, passes the wake on if work is visible.
+//! A sleeper that read the epoch after a bump synchronizes with it, so its
+//! re-check sees the job that the bump announced.
 
 use crossbeam_utils::CachePadded;
 
-use crate::sync::{fence, AtomicU32, Futex, Ordering};
+use crate::sync::{fence, AtomicU64, Futex, Ordering};
+
+/// One sleeper, in the low half of the state word.
+const SLEEPER: u64 = 1;
+/// One wake-up sent and not yet absorbed, in the high half.
+const PENDING: u64 = 1 << 32;
+
+#[inline]
+fn sleepers(w: u64) -> u64 {
+    w & (PENDING - 1)
+}
+
+#[inline]
+fn pending(w: u64) -> u64 {
+    w >> 32
+}
 
 /// An event count: sleep until something changed since you last looked.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct EventCount {
     epoch: CachePadded<Futex>,
-    sleepers: CachePadded<AtomicU32>,
+    /// Sleepers (low half) and wake-ups in flight (high half), in one word
+    /// so that every decision about them is one read-modify-write.
+    state: CachePadded<AtomicU64>,
 }
 
 /// What a sleeper read in [`EventCount::prepare`].
@@ -76,7 +92,7 @@ impl EventCount {
     pub(crate) fn new() -> Self {
         EventCount {
             epoch: CachePadded::new(Futex::new(0)),
-            sleepers: CachePadded::new(AtomicU32::new(0)),
+            state: CachePadded::new(AtomicU64::new(0)),
         }
     }
 
@@ -84,52 +100,90 @@ impl EventCount {
     /// and then call exactly one of [`park`](Self::park) or [`cancel`](Self::cancel).
     #[inline]
     pub(crate) fn prepare(&self) -> Key {
-        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        self.state.fetch_add(SLEEPER, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         Key(self.epoch.load(Ordering::SeqCst))
+    }
+
+    /// Leaves the sleeper state. A leaving thread absorbs one wake-up in
+    /// flight, if any: it may be the one that wake was for, and if it was
+    /// not, the sleeper it was for still counts, so the next notification
+    /// sees a sleeper without a wake-up and sends one.
+    fn leave(&self) {
+        let mut w = self.state.load(Ordering::Relaxed);
+        loop {
+            let s = sleepers(w).saturating_sub(1);
+            let p = pending(w).saturating_sub(1).min(s);
+            match self.state.compare_exchange_weak(
+                w,
+                (p << 32) | s,
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(x) => w = x,
+            }
+        }
     }
 
     /// Withdraws an announced sleep.
     #[inline]
     pub(crate) fn cancel(&self) {
-        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        self.leave();
     }
 
     /// Sleeps until notified after `key` was read (or spuriously).
     pub(crate) fn park(&self, key: Key) {
         self.epoch.wait(key.0);
-        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        self.leave();
     }
 
     /// As [`park`](Self::park), but returns by `deadline` at the latest.
     pub(crate) fn park_until(&self, key: Key, deadline: std::time::Instant) {
         self.epoch.wait_until(key.0, deadline);
-        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        self.leave();
     }
 
-    /// Did any thread announce a sleep? (SeqCst, for the handshake.)
+    /// Wakes one sleeper, unless every sleeper already has a wake-up in
+    /// flight. The caller has made its condition true and then issued a
+    /// SeqCst fence (see the module docs). Returns whether a wake was sent.
     #[inline]
-    pub(crate) fn has_sleepers(&self) -> bool {
-        self.sleepers.load(Ordering::SeqCst) != 0
-    }
-
-    /// Bumps the epoch and wakes one sleeper. The caller checked
-    /// [`has_sleepers`](Self::has_sleepers) after making its condition true
-    /// and issuing a SeqCst fence (see the module docs).
-    pub(crate) fn wake_one(&self) {
+    pub(crate) fn notify_one_fenced(&self) -> bool {
+        let mut w = self.state.load(Ordering::SeqCst);
+        loop {
+            if sleepers(w) == 0 || pending(w) >= sleepers(w) {
+                return false;
+            }
+            match self.state.compare_exchange_weak(
+                w,
+                w + PENDING,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => break,
+                Err(x) => w = x,
+            }
+        }
         self.epoch.fetch_add(1, Ordering::SeqCst);
         self.epoch.wake_one();
+        true
     }
 
     /// Wakes every sleeper, if any announced itself. Returns whether a
     /// wake was sent.
     pub(crate) fn notify_all(&self) -> bool {
         fence(Ordering::SeqCst);
-        if self.sleepers.load(Ordering::SeqCst) == 0 {
+        if sleepers(self.state.load(Ordering::SeqCst)) == 0 {
             return false;
         }
         self.epoch.fetch_add(1, Ordering::SeqCst);
         self.epoch.wake_all();
         true
+    }
+}
+
+impl Default for EventCount {
+    fn default() -> Self {
+        EventCount::new()
     }
 }

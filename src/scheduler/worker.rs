@@ -217,7 +217,6 @@ impl WorkerThread {
             fence(Ordering::SeqCst);
             if let Some(job) = self.find_work() {
                 shared.sleep.cancel();
-                shared.woke();
                 if shared.lanes.has_work() {
                     shared.notify_one();
                 }
@@ -227,12 +226,10 @@ impl WorkerThread {
             }
             if shared.is_finished() {
                 shared.sleep.cancel();
-                shared.woke();
                 return;
             }
             shared.stats.block(Some(self.index)).add(Event::Park, 1);
             shared.sleep.park(key);
-            shared.woke();
             woken = true;
         }
     }
@@ -264,7 +261,6 @@ impl WorkerThread {
             }
             if let Some(job) = self.find_work() {
                 shared.sleep.cancel();
-                shared.woke();
                 self.execute(job);
                 continue;
             }
@@ -275,17 +271,14 @@ impl WorkerThread {
             }
             if probe.is_done() || deadline.is_some_and(|d| Instant::now() >= d) {
                 self.pass_on_wake();
-            } else {
-                shared.woke();
             }
         }
     }
 
-    /// A helper leaves the sleeper state without searching: clear the
-    /// in-flight mark and hand a possibly consumed wake-up to another worker.
+    /// A helper left the sleeper state without searching: hand a wake-up it
+    /// may have absorbed to another worker.
     fn pass_on_wake(&self) {
         let shared = &*self.shared;
-        shared.woke();
         if shared.lanes.has_work() {
             shared.notify_one();
         }

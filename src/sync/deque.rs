@@ -1,19 +1,29 @@
-//! The work queues: `crossbeam-deque` in production; under loom, a twin
-//! with the same interface built on a loom mutex, so that a job handed from
-//! one thread to another through a queue carries a happens-before edge loom
-//! can see. crossbeam checks its own deques; the models check what runq
-//! builds on top of them, treating each queue operation as one atomic step.
+//! The work queues: `crossbeam-deque` in production; under loom and Miri,
+//! a twin with the same interface built on a mutex. Under loom that mutex is
+//! loom's, so a job handed from one thread to another through a queue
+//! carries a happens-before edge loom can see. Under Miri it is std's:
+//! crossbeam-epoch's tagged pointers need exposed provenance, which Miri's
+//! strict-provenance mode rejects, so Miri checks runq's own unsafe code
+//! around a queue of plain safe code. crossbeam checks its own deques; our
+//! models and Miri runs treat each queue operation as one atomic step.
 
-#[cfg(not(loom))]
+#[cfg(not(any(loom, miri)))]
 pub(crate) use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 
-#[cfg(loom)]
+#[cfg(any(loom, miri))]
 pub(crate) use twin::{Injector, Steal, Stealer, Worker};
 
-#[cfg(loom)]
+#[cfg(any(loom, miri))]
 mod twin {
+    #[cfg(loom)]
     use loom::sync::{Arc, Mutex};
     use std::collections::VecDeque;
+    #[cfg(not(loom))]
+    use std::sync::{Arc, Mutex};
+    // Lengths are kept in std atomics, read without the lock: emptiness
+    // checks are hints in runq (a worker re-checks behind a fence before it
+    // sleeps), and keeping them out of loom's view keeps the models small.
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
     /// The outcome of a steal, as in crossbeam (the twin never asks to retry).
     #[allow(dead_code)]
@@ -26,41 +36,32 @@ mod twin {
     /// A global FIFO queue.
     pub(crate) struct Injector<T> {
         q: Mutex<VecDeque<T>>,
+        n: AtomicUsize,
     }
 
     impl<T> Injector<T> {
         pub(crate) fn new() -> Self {
             Injector {
                 q: Mutex::new(VecDeque::new()),
+                n: AtomicUsize::new(0),
             }
         }
         pub(crate) fn push(&self, t: T) {
-            self.q.lock().unwrap().push_back(t);
+            let mut q = self.q.lock().unwrap();
+            q.push_back(t);
+            self.n.store(q.len(), SeqCst);
         }
         pub(crate) fn steal(&self) -> Steal<T> {
-            match self.q.lock().unwrap().pop_front() {
+            let mut q = self.q.lock().unwrap();
+            let t = q.pop_front();
+            self.n.store(q.len(), SeqCst);
+            match t {
                 Some(t) => Steal::Success(t),
                 None => Steal::Empty,
             }
         }
-        /// Moves up to half the queue (at most 4 jobs) into `dest`, returning one more.
-        pub(crate) fn steal_batch_and_pop(&self, dest: &Worker<T>) -> Steal<T> {
-            let mut q = self.q.lock().unwrap();
-            let Some(first) = q.pop_front() else {
-                return Steal::Empty;
-            };
-            let n = (q.len() / 2).min(4);
-            let mut d = dest.q.lock().unwrap();
-            for _ in 0..n {
-                if let Some(t) = q.pop_front() {
-                    // LIFO destination: keep FIFO order for its pops.
-                    d.push_front(t);
-                }
-            }
-            Steal::Success(first)
-        }
         pub(crate) fn len(&self) -> usize {
-            self.q.lock().unwrap().len()
+            self.n.load(SeqCst)
         }
         pub(crate) fn is_empty(&self) -> bool {
             self.len() == 0
@@ -71,34 +72,45 @@ mod twin {
     /// thieves take from the front.
     pub(crate) struct Worker<T> {
         q: Arc<Mutex<VecDeque<T>>>,
+        n: Arc<AtomicUsize>,
     }
 
     impl<T> Worker<T> {
         pub(crate) fn new_lifo() -> Self {
             Worker {
                 q: Arc::new(Mutex::new(VecDeque::new())),
+                n: Arc::new(AtomicUsize::new(0)),
             }
         }
         pub(crate) fn push(&self, t: T) {
-            self.q.lock().unwrap().push_back(t);
+            let mut q = self.q.lock().unwrap();
+            q.push_back(t);
+            self.n.store(q.len(), SeqCst);
         }
         pub(crate) fn pop(&self) -> Option<T> {
-            self.q.lock().unwrap().pop_back()
+            if self.n.load(SeqCst) == 0 {
+                return None;
+            }
+            let mut q = self.q.lock().unwrap();
+            let t = q.pop_back();
+            self.n.store(q.len(), SeqCst);
+            t
         }
         pub(crate) fn stealer(&self) -> Stealer<T> {
-            Stealer { q: self.q.clone() }
-        }
-        pub(crate) fn is_empty(&self) -> bool {
-            self.q.lock().unwrap().is_empty()
+            Stealer {
+                q: self.q.clone(),
+                n: self.n.clone(),
+            }
         }
         pub(crate) fn len(&self) -> usize {
-            self.q.lock().unwrap().len()
+            self.n.load(SeqCst)
         }
     }
 
     /// The thieves' end of a [`Worker`].
     pub(crate) struct Stealer<T> {
         q: Arc<Mutex<VecDeque<T>>>,
+        n: Arc<AtomicUsize>,
     }
 
     impl<T> Stealer<T> {
@@ -106,13 +118,16 @@ mod twin {
             if Arc::ptr_eq(&self.q, &dest.q) {
                 return Steal::Empty;
             }
-            match self.q.lock().unwrap().pop_front() {
+            let mut q = self.q.lock().unwrap();
+            let t = q.pop_front();
+            self.n.store(q.len(), SeqCst);
+            match t {
                 Some(t) => Steal::Success(t),
                 None => Steal::Empty,
             }
         }
         pub(crate) fn len(&self) -> usize {
-            self.q.lock().unwrap().len()
+            self.n.load(SeqCst)
         }
         pub(crate) fn is_empty(&self) -> bool {
             self.len() == 0

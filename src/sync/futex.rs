@@ -191,7 +191,10 @@ mod imp {
                 return;
             }
             let guard = self.lock.lock().unwrap();
-            if self.word.load(Ordering::SeqCst) != expected {
+            // The kernel compares with the word's current value; a loom load
+            // may return an older one, so read it with a read-modify-write,
+            // which always sees the latest value.
+            if self.word.fetch_add(0, Ordering::SeqCst) != expected {
                 return;
             }
             drop(self.cond.wait(guard).unwrap());

@@ -6,9 +6,13 @@
 //! imports `std::sync::atomic` or `std::thread` directly.
 //!
 //! The work queues come from [`deque`]: crossbeam-deque in production, a
-//! loom-mutex twin under loom. `parking_lot` locks (keys, the thread list,
-//! the timer) stay real under loom: they are only held around code with no
-//! loom operation inside, and the timer thread does not exist under loom.
+//! loom-mutex twin under loom. The locks off the hot path (keys, the thread
+//! list, the timer, a scope's panic slot) are [`Mutex`] and [`Condvar`]
+//! below: std's futex-based ones, which stay real under loom (they are only
+//! held around code with no loom operation inside, and the timer thread does
+//! not exist under loom). They are std's rather than parking_lot's because
+//! parking_lot's contended path casts integers to pointers, which Miri's
+//! strict-provenance mode (run in CI) rejects.
 
 pub(crate) mod deque;
 mod futex;
@@ -101,4 +105,61 @@ pub(crate) use imp::*;
 /// bookkeeping that cannot affect correctness.
 pub(crate) mod stat {
     pub(crate) use std::sync::atomic::AtomicU64;
+}
+
+/// A mutex that ignores poisoning: every critical section in runq leaves its
+/// data consistent (no user code runs inside one), so a panic elsewhere does
+/// not make the data suspect.
+#[derive(Debug, Default)]
+pub(crate) struct Mutex<T>(std::sync::Mutex<T>);
+
+impl<T> Mutex<T> {
+    pub(crate) const fn new(value: T) -> Self {
+        Mutex(std::sync::Mutex::new(value))
+    }
+
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, T> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A condition variable for [`Mutex`], ignoring poisoning likewise.
+#[derive(Debug, Default)]
+pub(crate) struct Condvar(std::sync::Condvar);
+
+impl Condvar {
+    pub(crate) const fn new() -> Self {
+        Condvar(std::sync::Condvar::new())
+    }
+
+    pub(crate) fn wait<'a, T>(
+        &self,
+        guard: std::sync::MutexGuard<'a, T>,
+    ) -> std::sync::MutexGuard<'a, T> {
+        self.0
+            .wait(guard)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn wait_until<'a, T>(
+        &self,
+        guard: std::sync::MutexGuard<'a, T>,
+        deadline: std::time::Instant,
+    ) -> std::sync::MutexGuard<'a, T> {
+        let timeout = deadline.saturating_duration_since(std::time::Instant::now());
+        self.0
+            .wait_timeout(guard, timeout)
+            .map(|(g, _)| g)
+            .unwrap_or_else(|e| e.into_inner().0)
+    }
+
+    pub(crate) fn notify_one(&self) {
+        self.0.notify_one();
+    }
+
+    pub(crate) fn notify_all(&self) {
+        self.0.notify_all();
+    }
 }
