@@ -18,12 +18,20 @@ use runq::{Pool, Priority, Retry, Status, SubmitError, Task, TaskError};
 /// `LOOM_MAX_PREEMPTIONS` says otherwise), first with a futex that only
 /// wakes when told, then with one that also returns spuriously.
 fn model<F: Fn() + Sync + Send + 'static>(f: F) {
+    model_bounded(2, f)
+}
+
+/// As [`model`], with the preemption bound `bound` when the environment sets
+/// none. The models of two workers plus a submitter that also shut the pool
+/// down use 1: at 2 each takes over five minutes on a 2-core machine, which
+/// CI cannot afford on every run (`LOOM_MAX_PREEMPTIONS=2` runs them fully).
+fn model_bounded<F: Fn() + Sync + Send + 'static>(bound: usize, f: F) {
     let f = Arc::new(f);
     for spurious in [false, true] {
         runq::__loom::spurious_wakeups(spurious);
         let mut b = loom::model::Builder::new();
         if b.preemption_bound.is_none() {
-            b.preemption_bound = Some(2);
+            b.preemption_bound = Some(bound);
         }
         let g = f.clone();
         b.check(move || g());
@@ -61,7 +69,7 @@ fn sleep_submit_racing_park_one_worker_high_runs_the_task() {
 
 #[test]
 fn sleep_two_workers_high_and_normal_both_run() {
-    model(|| {
+    model_bounded(1, || {
         let p = pool(2);
         let a = p
             .submit_task(Task::new(|| 1).priority(Priority::High))
@@ -163,7 +171,7 @@ fn slot_handle_drop_racing_completion_drops_the_output_once() {
 
 #[test]
 fn lanes_high_and_normal_taken_by_two_workers_each_run_once() {
-    model(|| {
+    model_bounded(1, || {
         let p = pool(2);
         let runs = Arc::new(AtomicUsize::new(0));
         let r = runs.clone();

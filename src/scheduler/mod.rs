@@ -161,7 +161,7 @@ impl Shared {
         let block = self.stats_here();
         block.add(Event::Submitted, n as u64);
         fence(Ordering::SeqCst);
-        if self.lifecycle.closed.load(Ordering::SeqCst) {
+        if self.lifecycle.is_closed() {
             block.unsubmit(n as u64);
             self.check_finished();
             return Err(());
@@ -190,14 +190,14 @@ impl Shared {
     #[inline]
     fn check_finished(&self) {
         fence(Ordering::SeqCst);
-        if self.lifecycle.closed.load(Ordering::SeqCst) && self.is_finished() {
+        if self.lifecycle.is_closed() && self.is_finished() {
             self.on_finished();
         }
     }
 
     /// Closed, and no accepted task in flight.
     pub(crate) fn is_finished(&self) -> bool {
-        if !self.lifecycle.closed.load(Ordering::SeqCst) {
+        if !self.lifecycle.is_closed() {
             return false;
         }
         let done = self.stats.terminal();
@@ -242,12 +242,21 @@ impl Lifecycle {
 
     /// Closes intake. (The caller then wakes everyone, behind a fence.)
     pub(crate) fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
+        self.closed.fetch_or(true, Ordering::SeqCst);
         fence(Ordering::SeqCst);
     }
 
+    /// Reads the flag. Under loom it is read with a read-modify-write:
+    /// loom models SeqCst loads as Acquire loads, which may return a value
+    /// older than the SeqCst order allows, while an RMW always reads the
+    /// latest. With real SeqCst semantics the load is exact (module docs).
+    #[inline]
     pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::SeqCst)
+        if cfg!(loom) {
+            self.closed.fetch_or(false, Ordering::SeqCst)
+        } else {
+            self.closed.load(Ordering::SeqCst)
+        }
     }
 }
 
