@@ -1,6 +1,11 @@
 //! runq side by side with its peers, two workers each: rayon's
 //! `ThreadPool::spawn`, tokio's multi-thread `Runtime::spawn`, and a pool of
-//! two threads reading boxed closures from a crossbeam channel.
+//! two threads reading boxed closures from a crossbeam channel. runq runs
+//! twice: `runq` in its default configuration (workers pinned to cores on
+//! Linux) and `runq-unpinned` with `pin_workers(false)`, placed by the OS
+//! like every peer's threads. Where the submitting thread shares the cores
+//! with the workers, a woken pinned worker waits for its own core, so the
+//! two differ most in the latency lines.
 //!
 //! ```text
 //! cargo bench --bench engines              # everything, a few minutes on 2 cores
@@ -100,18 +105,12 @@ struct Engine {
     _keep: Keep,
 }
 
-const ENGINES: [&str; 4] = ["runq", "rayon", "tokio", "channel"];
+const ENGINES: [&str; 5] = ["runq", "runq-unpinned", "rayon", "tokio", "channel"];
 
 impl Engine {
     fn new(name: &str) -> Engine {
         let (spawner, keep) = match name {
-            "runq" => {
-                let pool = runq::Pool::builder()
-                    .workers(WORKERS)
-                    .build()
-                    .expect("runq pool");
-                (Spawner::Runq(pool), Keep::Nothing)
-            }
+            "runq" | "runq-unpinned" => (Spawner::Runq(runq_pool(name)), Keep::Nothing),
             "rayon" => {
                 let pool = rayon::ThreadPoolBuilder::new()
                     .num_threads(WORKERS)
@@ -143,6 +142,16 @@ impl Engine {
             _keep: keep,
         }
     }
+}
+
+/// A runq pool of [`WORKERS`]: pinned (the default) for `runq`, unpinned
+/// for `runq-unpinned`.
+fn runq_pool(name: &str) -> runq::Pool {
+    runq::Pool::builder()
+        .workers(WORKERS)
+        .pin_workers(name == "runq")
+        .build()
+        .expect("runq pool")
 }
 
 /// Counts tasks down to zero; the waiter sleeps on a condvar.
@@ -279,19 +288,17 @@ fn throughput(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3))
         .sampling_mode(SamplingMode::Flat);
-    let pool = runq::Pool::builder()
-        .workers(WORKERS)
-        .build()
-        .expect("runq pool");
-    group.bench_with_input(BenchmarkId::new("runq", fib_n), &fib_n, |b, &n| {
-        b.iter(|| {
-            pool.submit(move || fib_runq(black_box(n)))
-                .unwrap()
-                .wait()
-                .unwrap()
-        })
-    });
-    drop(pool);
+    for name in ["runq", "runq-unpinned"] {
+        let pool = runq_pool(name);
+        group.bench_with_input(BenchmarkId::new(name, fib_n), &fib_n, |b, &n| {
+            b.iter(|| {
+                pool.submit(move || fib_runq(black_box(n)))
+                    .unwrap()
+                    .wait()
+                    .unwrap()
+            })
+        });
+    }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(WORKERS)
         .build()
@@ -311,7 +318,7 @@ fn percentile(sorted: &[Duration], p: usize) -> Duration {
 fn print_latency(name: &str, engine: &str, mut samples: Vec<Duration>) {
     samples.sort();
     println!(
-        "{name:<16} {engine:<8} p50 {:>10.1?}   p99 {:>10.1?}   max {:>10.1?}   ({} probes)",
+        "{name:<16} {engine:<13} p50 {:>10.1?}   p99 {:>10.1?}   max {:>10.1?}   ({} probes)",
         percentile(&samples, 50),
         percentile(&samples, 99),
         samples[samples.len() - 1],
@@ -428,7 +435,7 @@ fn idle_cost() {
         let wall = start.elapsed();
         let cpu = others_cpu().saturating_sub(cpu0);
         println!(
-            "{:<16} {name:<8} {:>8.2} ms CPU per wall second   ({:.1?} CPU over {:.2?}, {ticks} tasks)",
+            "{:<16} {name:<13} {:>8.2} ms CPU per wall second   ({:.1?} CPU over {:.2?}, {ticks} tasks)",
             "idle_cost",
             cpu.as_secs_f64() * 1e3 / wall.as_secs_f64(),
             cpu,

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -17,6 +17,10 @@ use runq::{
     Builder, Handle, Metrics, Pool, Priority, ShutdownReport, Status, SubmitError, Task, TaskError,
     TaskId, WhenFull, MAX_WORKERS,
 };
+
+mod common;
+
+use common::limit_10s::{wait, Gate, LIMIT};
 
 /// Counts heap allocations per thread, so a test can see what one
 /// submission costs on the submitting thread.
@@ -53,35 +57,6 @@ static ALLOC: CountingAlloc = CountingAlloc;
 
 fn allocations_on_this_thread() -> u64 {
     ALLOCATIONS.with(std::cell::Cell::get)
-}
-
-/// How long any single wait in these tests may take before it counts as a hang.
-const LIMIT: Duration = Duration::from_secs(10);
-
-fn wait<T: Send + 'static>(handle: Handle<T>) -> Result<T, TaskError> {
-    match handle.wait_timeout(LIMIT) {
-        Ok(result) => result,
-        Err(handle) => panic!("task {} did not finish within {LIMIT:?}", handle.id()),
-    }
-}
-
-/// A latch a task blocks on until the test opens it (or `LIMIT` passes).
-#[derive(Clone, Default)]
-struct Gate(Arc<(Mutex<bool>, Condvar)>);
-
-impl Gate {
-    fn open(&self) {
-        *self.0 .0.lock().unwrap() = true;
-        self.0 .1.notify_all();
-    }
-
-    fn wait(&self) {
-        let (lock, cvar) = &*self.0;
-        let guard = lock.lock().unwrap();
-        let _unused = cvar
-            .wait_timeout_while(guard, LIMIT, |open| !*open)
-            .unwrap();
-    }
 }
 
 /// Occupies one worker with a task that blocks on a gate; returns once the

@@ -5,54 +5,15 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use runq::{Handle, Pool, Status, SubmitError, Task, TaskError, WhenFull};
+use runq::{Pool, Status, SubmitError, Task, TaskError, WhenFull};
 
-/// How long any single wait in these tests may take before it counts as a hang.
-const LIMIT: Duration = Duration::from_secs(10);
+mod common;
 
-fn wait<T: Send + 'static>(handle: Handle<T>) -> Result<T, TaskError> {
-    match handle.wait_timeout(LIMIT) {
-        Ok(result) => result,
-        Err(handle) => panic!("task {} did not finish within {LIMIT:?}", handle.id()),
-    }
-}
-
-#[derive(Clone, Default)]
-struct Gate(Arc<(Mutex<bool>, Condvar)>);
-
-impl Gate {
-    fn open(&self) {
-        *self.0 .0.lock().unwrap() = true;
-        self.0 .1.notify_all();
-    }
-
-    fn wait(&self) {
-        let (lock, cvar) = &*self.0;
-        let guard = lock.lock().unwrap();
-        let _unused = cvar
-            .wait_timeout_while(guard, LIMIT, |open| !*open)
-            .unwrap();
-    }
-}
-
-/// Occupies the worker with a task that blocks on a gate; returns once it runs.
-fn occupy(pool: &Pool) -> (Gate, Handle<()>) {
-    let gate = Gate::default();
-    let (started_tx, started_rx) = mpsc::channel();
-    let inner = gate.clone();
-    let handle = pool
-        .submit(move || {
-            started_tx.send(()).unwrap();
-            inner.wait();
-        })
-        .unwrap();
-    started_rx.recv_timeout(LIMIT).unwrap();
-    (gate, handle)
-}
+use common::limit_10s::{occupy, wait, Gate, LIMIT};
 
 fn bounded_pool(capacity: usize, policy: WhenFull) -> Pool {
     Pool::builder()

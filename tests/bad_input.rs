@@ -4,72 +4,16 @@
 //! pool that is gone.
 
 use std::error::Error;
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Duration;
 
-use runq::{
-    BuildError, Handle, Pool, Retry, Status, SubmitError, Task, TaskError, WhenFull, MAX_WORKERS,
-};
+use runq::{BuildError, Pool, Retry, Status, SubmitError, Task, TaskError, WhenFull, MAX_WORKERS};
 
-/// How long any single wait in these tests may take before it counts as a hang.
-const LIMIT: Duration = Duration::from_secs(10);
+mod common;
 
-fn wait<T: Send + 'static>(handle: Handle<T>) -> Result<T, TaskError> {
-    match handle.wait_timeout(LIMIT) {
-        Ok(result) => result,
-        Err(handle) => panic!("task {} did not finish within {LIMIT:?}", handle.id()),
-    }
-}
-
-/// Runs `f` on a helper thread and fails the test if it panics or does not
-/// return within `LIMIT`.
-fn bounded<R: Send + 'static>(what: &str, f: impl FnOnce() -> R + Send + 'static) -> R {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(panic::catch_unwind(AssertUnwindSafe(f)));
-    });
-    match rx.recv_timeout(LIMIT) {
-        Ok(Ok(r)) => r,
-        Ok(Err(_)) => panic!("{what} panicked instead of returning a typed error"),
-        Err(_) => panic!("{what} did not return within {LIMIT:?}"),
-    }
-}
-
-#[derive(Clone, Default)]
-struct Gate(Arc<(Mutex<bool>, Condvar)>);
-
-impl Gate {
-    fn open(&self) {
-        *self.0 .0.lock().unwrap() = true;
-        self.0 .1.notify_all();
-    }
-
-    fn wait(&self) {
-        let (lock, cvar) = &*self.0;
-        let guard = lock.lock().unwrap();
-        let _unused = cvar
-            .wait_timeout_while(guard, LIMIT, |open| !*open)
-            .unwrap();
-    }
-}
-
-/// Occupies one worker with a task that blocks on a gate; returns once it runs.
-fn occupy(pool: &Pool) -> (Gate, Handle<()>) {
-    let gate = Gate::default();
-    let (started_tx, started_rx) = mpsc::channel();
-    let inner = gate.clone();
-    let handle = pool
-        .submit(move || {
-            started_tx.send(()).unwrap();
-            inner.wait();
-        })
-        .unwrap();
-    started_rx.recv_timeout(LIMIT).unwrap();
-    (gate, handle)
-}
+use common::limit_10s::{bounded_no_panic as bounded, occupy, wait, Gate, LIMIT};
 
 fn assert_is_error<E: Error + Send + Sync + 'static>(e: &E) {
     assert!(!e.to_string().is_empty(), "{e:?} has an empty message");

@@ -6,69 +6,11 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use runq::{Handle, Jitter, Pool, Retry, Status, Task, TaskError};
+use runq::{Jitter, Retry, Status, Task, TaskError};
 
-/// How long any single wait may take before the test calls it a hang.
-const LIMIT: Duration = Duration::from_secs(30);
+mod common;
 
-fn pool(workers: usize) -> TestPool {
-    TestPool(
-        Pool::builder()
-            .workers(workers)
-            .pin_workers(false)
-            .build()
-            .expect("build pool"),
-    )
-}
-/// A pool that is stopped with `shutdown_now` when a test panics, so that a
-/// failing test never waits out the long delays it set up.
-struct TestPool(Pool);
-
-impl std::ops::Deref for TestPool {
-    type Target = Pool;
-    fn deref(&self) -> &Pool {
-        &self.0
-    }
-}
-
-impl Drop for TestPool {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.0.shutdown_now();
-        }
-    }
-}
-
-fn finish<T: Send + 'static>(h: Handle<T>) -> Result<T, TaskError> {
-    match h.wait_timeout(LIMIT) {
-        Ok(r) => r,
-        Err(h) => panic!("task {} still {:?} after {LIMIT:?}", h.id(), h.status()),
-    }
-}
-
-/// Occupies one worker until the returned sender is dropped.
-fn occupy_worker(pool: &Pool) -> (Handle<()>, mpsc::Sender<()>) {
-    let (started_tx, started_rx) = mpsc::channel();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let h = pool
-        .submit(move || {
-            started_tx.send(()).unwrap();
-            let _ = release_rx.recv_timeout(LIMIT);
-        })
-        .unwrap();
-    started_rx
-        .recv_timeout(LIMIT)
-        .expect("the blocker never started");
-    (h, release_tx)
-}
-
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < LIMIT, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
+use common::limit_30s::{finish, occupy_worker, pool, wait_until, LIMIT};
 
 #[test]
 fn cancelling_a_queued_task_returns_true_and_it_never_runs() {

@@ -4,44 +4,14 @@
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Once};
 use std::thread;
 use std::time::Duration;
 
-use runq::{Handle, Pool, TaskError};
+use runq::{Pool, TaskError};
 
-/// How long any single wait in these tests may take before it counts as a hang.
-const LIMIT: Duration = Duration::from_secs(10);
+mod common;
 
-/// Marker in the message of every panic these tests raise on purpose.
-const INTENTIONAL: &str = "runq-test: intentional";
-
-fn wait<T: Send + 'static>(handle: Handle<T>) -> Result<T, TaskError> {
-    match handle.wait_timeout(LIMIT) {
-        Ok(result) => result,
-        Err(handle) => panic!("task {} did not finish within {LIMIT:?}", handle.id()),
-    }
-}
-
-/// Keeps intentional panics out of the test output; every other panic is
-/// reported as usual.
-fn quiet_intentional_panics() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let default = panic::take_hook();
-        panic::set_hook(Box::new(move |info| {
-            let msg = info
-                .payload()
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| info.payload().downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            if !msg.contains(INTENTIONAL) {
-                default(info);
-            }
-        }));
-    });
-}
+use common::limit_10s::{bounded, quiet_intentional_panics, wait, INTENTIONAL};
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
@@ -49,20 +19,6 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .map(|s| s.to_string())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_default()
-}
-
-/// Runs `f` on a helper thread and fails the test if it does not return
-/// within `LIMIT`.
-fn bounded<R: Send + 'static>(what: &str, f: impl FnOnce() -> R + Send + 'static) -> R {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(panic::catch_unwind(AssertUnwindSafe(f)));
-    });
-    match rx.recv_timeout(LIMIT) {
-        Ok(Ok(r)) => r,
-        Ok(Err(payload)) => panic::resume_unwind(payload),
-        Err(_) => panic!("{what} did not return within {LIMIT:?}"),
-    }
 }
 
 fn fib(n: u64) -> u64 {

@@ -7,10 +7,12 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use runq::{Handle, Jitter, Pool, Retry, ShutdownReport, Status, SubmitError, Task, TaskError};
+use runq::{Jitter, Pool, Retry, ShutdownReport, Status, SubmitError, Task, TaskError};
 
-/// How long any single wait may take before the test calls it a hang.
-const LIMIT: Duration = Duration::from_secs(30);
+mod common;
+
+use common::limit_30s::{finish, wait_until, TestPool, LIMIT};
+use common::threads_named;
 
 fn pool(workers: usize, name: &str) -> TestPool {
     TestPool(
@@ -21,54 +23,6 @@ fn pool(workers: usize, name: &str) -> TestPool {
             .build()
             .expect("build pool"),
     )
-}
-/// A pool that is stopped with `shutdown_now` when a test panics, so that a
-/// failing test never waits out the long delays it set up.
-struct TestPool(Pool);
-
-impl std::ops::Deref for TestPool {
-    type Target = Pool;
-    fn deref(&self) -> &Pool {
-        &self.0
-    }
-}
-
-impl Drop for TestPool {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.0.shutdown_now();
-        }
-    }
-}
-
-fn finish<T: Send + 'static>(h: Handle<T>) -> Result<T, TaskError> {
-    match h.wait_timeout(LIMIT) {
-        Ok(r) => r,
-        Err(h) => panic!("task {} still {:?} after {LIMIT:?}", h.id(), h.status()),
-    }
-}
-
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < LIMIT, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-/// Threads of this process whose name starts with `prefix` (Linux only;
-/// elsewhere nothing is counted).
-fn threads_named(prefix: &str) -> usize {
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
-    };
-    dir.filter_map(Result::ok)
-        .filter(|e| {
-            std::fs::read_to_string(e.path().join("comm"))
-                .map(|c| c.starts_with(prefix))
-                .unwrap_or(false)
-        })
-        .count()
 }
 
 /// Joined threads can linger in /proc for a moment after `join` returns.

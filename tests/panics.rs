@@ -3,42 +3,19 @@
 
 use std::panic;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Once};
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use runq::{Handle, Pool, Retry, Status, Task, TaskError};
+use runq::{Pool, Retry, Status, Task, TaskError};
 
-/// How long any single wait in these tests may take before it counts as a hang.
-const LIMIT: Duration = Duration::from_secs(10);
+mod common;
 
-/// Marker in the message of every panic these tests raise on purpose.
-const INTENTIONAL: &str = "runq-test: intentional";
+use common::limit_10s::{quiet_intentional_panics, wait, INTENTIONAL, LIMIT};
 
-fn wait<T: Send + 'static>(handle: Handle<T>) -> Result<T, TaskError> {
-    match handle.wait_timeout(LIMIT) {
-        Ok(result) => result,
-        Err(handle) => panic!("task {} did not finish within {LIMIT:?}", handle.id()),
-    }
-}
-
-/// Keeps intentional panics out of the test output; every other panic is
-/// reported as usual.
-fn quiet_intentional_panics() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let default = panic::take_hook();
-        panic::set_hook(Box::new(move |info| {
-            let msg = info
-                .payload()
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| info.payload().downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            if !msg.contains(INTENTIONAL) {
-                default(info);
-            }
-        }));
-    });
+/// A one-worker pool, with the intentional panics of the test kept quiet.
+fn quiet_one_worker() -> Pool {
+    quiet_intentional_panics();
+    Pool::builder().workers(1).build().unwrap()
 }
 
 fn panicked_message<T: std::fmt::Debug>(r: Result<T, TaskError>) -> String {
@@ -50,8 +27,7 @@ fn panicked_message<T: std::fmt::Debug>(r: Result<T, TaskError>) -> String {
 
 #[test]
 fn a_panic_resolves_the_handle_with_its_str_message() {
-    quiet_intentional_panics();
-    let pool = Pool::builder().workers(1).build().unwrap();
+    let pool = quiet_one_worker();
     let h = pool
         .submit(|| -> u8 { panic!("runq-test: intentional") })
         .unwrap();
@@ -60,8 +36,7 @@ fn a_panic_resolves_the_handle_with_its_str_message() {
 
 #[test]
 fn a_formatted_panic_message_is_kept() {
-    quiet_intentional_panics();
-    let pool = Pool::builder().workers(1).build().unwrap();
+    let pool = quiet_one_worker();
     let n = 7;
     let h = pool
         .submit(move || -> u8 { panic!("{INTENTIONAL}: n = {n}") })
@@ -81,8 +56,7 @@ fn a_panic_with_a_non_string_payload_still_resolves() {
 
 #[test]
 fn the_worker_survives_many_panics() {
-    quiet_intentional_panics();
-    let pool = Pool::builder().workers(1).build().unwrap();
+    let pool = quiet_one_worker();
     let first = wait(pool.submit(runq::current_worker).unwrap()).unwrap();
     let handles: Vec<_> = (0..100)
         .map(|i| {
@@ -121,8 +95,7 @@ fn a_panicking_spawned_task_is_counted_and_harmless() {
 
 #[test]
 fn a_panicking_task_has_status_failed() {
-    quiet_intentional_panics();
-    let pool = Pool::builder().workers(1).build().unwrap();
+    let pool = quiet_one_worker();
     let h = pool.submit(|| -> u8 { panic!("{INTENTIONAL}") }).unwrap();
     let start = std::time::Instant::now();
     while !h.is_finished() {
@@ -134,8 +107,7 @@ fn a_panicking_task_has_status_failed() {
 
 #[test]
 fn a_panic_does_not_leak_is_cancelled_or_state_into_the_next_task() {
-    quiet_intentional_panics();
-    let pool = Pool::builder().workers(1).build().unwrap();
+    let pool = quiet_one_worker();
     let h = pool.submit(|| -> u8 { panic!("{INTENTIONAL}") }).unwrap();
     let _ = wait(h);
     assert!(!wait(pool.submit(runq::is_cancelled).unwrap()).unwrap());
@@ -143,8 +115,7 @@ fn a_panic_does_not_leak_is_cancelled_or_state_into_the_next_task() {
 
 #[test]
 fn a_waiter_on_a_worker_sees_the_inner_panic_and_continues() {
-    quiet_intentional_panics();
-    let pool = Pool::builder().workers(1).build().unwrap();
+    let pool = quiet_one_worker();
     let inner = pool.clone();
     let h = pool
         .submit(move || {
@@ -162,8 +133,7 @@ fn a_waiter_on_a_worker_sees_the_inner_panic_and_continues() {
 
 #[test]
 fn a_panicking_callback_is_caught_and_the_result_stands() {
-    quiet_intentional_panics();
-    let pool = Pool::builder().workers(1).build().unwrap();
+    let pool = quiet_one_worker();
     let h = pool
         .submit_task(Task::new(|| 5).on_complete(|_| panic!("{INTENTIONAL}: callback")))
         .unwrap();
@@ -183,8 +153,7 @@ fn a_panicking_callback_is_caught_and_the_result_stands() {
 fn a_task_that_panics_after_a_refused_cancel_resolves_panicked() {
     // cancel() on a running task answers false: the task runs on, and how
     // it ends is how it resolves. A task that ran is never `Cancelled`.
-    quiet_intentional_panics();
-    let pool = Pool::builder().workers(1).build().unwrap();
+    let pool = quiet_one_worker();
     let (started_tx, started_rx) = mpsc::channel();
     let (go_tx, go_rx) = mpsc::channel::<()>();
     let h = pool
@@ -208,8 +177,7 @@ fn a_task_that_panics_after_a_refused_cancel_resolves_panicked() {
 
 #[test]
 fn a_panic_is_retried_under_a_retry_policy() {
-    quiet_intentional_panics();
-    let pool = Pool::builder().workers(1).build().unwrap();
+    let pool = quiet_one_worker();
     let runs = Arc::new(AtomicUsize::new(0));
     let r = runs.clone();
     let h = pool
@@ -234,8 +202,7 @@ fn a_panic_is_retried_under_a_retry_policy() {
 
 #[test]
 fn a_final_panic_after_retries_fails_the_task() {
-    quiet_intentional_panics();
-    let pool = Pool::builder().workers(1).build().unwrap();
+    let pool = quiet_one_worker();
     let runs = Arc::new(AtomicUsize::new(0));
     let r = runs.clone();
     let h = pool
@@ -264,8 +231,7 @@ fn a_final_panic_after_retries_fails_the_task() {
 
 #[test]
 fn a_task_new_that_panics_is_not_rerun_even_with_a_retry_policy() {
-    quiet_intentional_panics();
-    let pool = Pool::builder().workers(1).build().unwrap();
+    let pool = quiet_one_worker();
     let runs = Arc::new(AtomicUsize::new(0));
     let r = runs.clone();
     let h = pool

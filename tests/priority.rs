@@ -5,14 +5,13 @@
 //! idle ones included, so where the 32nd falls is not known in advance: the
 //! tests assert the bounds, not a phase.
 
-use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
-use runq::{Handle, Pool, Priority, Task, TaskError};
+use runq::{Pool, Priority, Task};
 
-/// How long any single wait in these tests may take before it counts as a hang.
-const LIMIT: Duration = Duration::from_secs(10);
+mod common;
+
+use common::limit_10s::{occupy, wait};
 
 /// The documented bound: consecutive High tasks a worker runs while a Normal
 /// task waits.
@@ -22,46 +21,12 @@ const HIGH_STREAK: usize = 16;
 /// this many picks.
 const LOW_PERIOD: usize = 32;
 
-fn wait<T: Send + 'static>(handle: Handle<T>) -> Result<T, TaskError> {
-    match handle.wait_timeout(LIMIT) {
-        Ok(result) => result,
-        Err(handle) => panic!("task {} did not finish within {LIMIT:?}", handle.id()),
-    }
-}
-
-#[derive(Clone, Default)]
-struct Gate(Arc<(Mutex<bool>, Condvar)>);
-
-impl Gate {
-    fn open(&self) {
-        *self.0 .0.lock().unwrap() = true;
-        self.0 .1.notify_all();
-    }
-
-    fn wait(&self) {
-        let (lock, cvar) = &*self.0;
-        let guard = lock.lock().unwrap();
-        let _unused = cvar
-            .wait_timeout_while(guard, LIMIT, |open| !*open)
-            .unwrap();
-    }
-}
-
 /// Runs `tasks` (in submission order) on a fresh one-worker pool whose
 /// worker is busy while they are queued, and returns the start order as
 /// indices into `tasks`.
 fn start_order(tasks: &[Priority]) -> Vec<usize> {
     let pool = Pool::builder().workers(1).build().unwrap();
-    let gate = Gate::default();
-    let (started_tx, started_rx) = mpsc::channel();
-    let inner = gate.clone();
-    let blocker = pool
-        .submit(move || {
-            started_tx.send(()).unwrap();
-            inner.wait();
-        })
-        .unwrap();
-    started_rx.recv_timeout(LIMIT).unwrap();
+    let (gate, blocker) = occupy(&pool);
 
     let log: Arc<Mutex<Vec<usize>>> = Arc::default();
     let handles: Vec<_> = tasks

@@ -25,6 +25,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use runq::{Handle, Jitter, Pool, Retry, SubmitError, Task, TaskError, WhenFull};
 
+mod common;
+
+use common::threads_named;
+
 /// How long any single wait may take before the soak calls it a hang.
 const LIMIT: Duration = Duration::from_secs(30);
 /// Ledger slots per round; submitters stop when they run out.
@@ -486,20 +490,6 @@ fn submitter(ctx: Ctx, seed: u64, count: usize, cancels: CancelList) -> Vec<Trac
         }
     }
     kept
-}
-
-/// Threads of this process whose name starts with `prefix`.
-fn threads_named(prefix: &str) -> usize {
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
-    };
-    dir.filter_map(Result::ok)
-        .filter(|e| {
-            std::fs::read_to_string(e.path().join("comm"))
-                .map(|c| c.starts_with(prefix))
-                .unwrap_or(false)
-        })
-        .count()
 }
 
 fn thread_count() -> usize {

@@ -5,9 +5,9 @@
 //! every workload at a tiny size on every engine and check that the work
 //! was really done. The pieces:
 //!
-//! - [`engine`]: one small adapter per engine (runq, rayon, tokio `spawn`
-//!   and `spawn_blocking`, a crossbeam-channel pool, an `std::sync::mpsc`
-//!   pool), all with the same number of workers;
+//! - [`engine`]: one small adapter per engine (runq pinned and unpinned,
+//!   rayon, tokio `spawn` and `spawn_blocking`, a crossbeam-channel pool,
+//!   an `std::sync::mpsc` pool), all with the same number of workers;
 //! - [`workload`]: the workloads, their sizes, and the [`Outcome`] of a run;
 //! - [`report`]: medians over repeats, tables, verdicts and JSON;
 //! - [`plot`]: the SVG of latency histograms and throughput ratios;

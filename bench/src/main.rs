@@ -21,9 +21,9 @@ use runq_bench::{plot, Engine, EngineKind, Size, Workload};
 #[global_allocator]
 static ALLOCATOR: CountingAlloc = CountingAlloc;
 
-/// Side-by-side benchmark of runq against rayon, tokio (spawn and
-/// spawn_blocking), a crossbeam-channel pool and an std mpsc pool, with the
-/// same number of workers each. Engines run interleaved (A B A B ...), one
+/// Side-by-side benchmark of runq (pinned, its default, and unpinned)
+/// against rayon, tokio (spawn and spawn_blocking), a crossbeam-channel pool
+/// and an std mpsc pool, with the same number of workers each. Engines run interleaved (A B A B ...), one
 /// fresh engine per run, and every run checks that all its tasks ran.
 #[derive(Debug, Parser)]
 #[command(name = "runq-bench", version)]
@@ -41,8 +41,9 @@ struct Cli {
     /// remote_spawn), comma-separated or repeated
     #[arg(long, value_name = "NAME", value_delimiter = ',')]
     only: Vec<String>,
-    /// Run only these engines: runq, rayon, tokio, tokio-blocking,
-    /// crossbeam, mpsc (runq is always kept, as the reference)
+    /// Run only these engines: runq, runq-unpinned, rayon, tokio,
+    /// tokio-blocking, crossbeam, mpsc (runq is always kept, as the
+    /// reference)
     #[arg(long, value_name = "NAME", value_delimiter = ',')]
     engines: Vec<String>,
     /// Measured runs per engine and workload [default: 5]
@@ -78,7 +79,8 @@ fn workload_help() -> String {
         out.push_str(&format!("  {name:<24} {about}\n"));
     }
     out.push_str(
-        "\nfib, nqueens and uts run on runq and rayon only (fork-join); all others on every engine.\n\
+        "\nfib, nqueens and uts run on runq, runq-unpinned and rayon only (fork-join); all others on every engine.\n\
+         runq-unpinned is runq with pin_workers(false): the OS places its workers, as it does every peer's.\n\
          Every value is lower-is-better; 'vs runq' is an engine's median over runq's.",
     );
     out

@@ -45,9 +45,11 @@ fn unknown_workload_or_engine_is_refused_with_the_known_names() {
 
     let out = bench().args(["--engines", "nope"]).output().unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8(out.stderr)
-        .unwrap()
-        .contains("tokio-blocking"));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("tokio-blocking") && err.contains("runq-unpinned"),
+        "{err}"
+    );
 
     let out = bench().args(["--workers", "0"]).output().unwrap();
     assert!(!out.status.success());

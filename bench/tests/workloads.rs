@@ -98,7 +98,7 @@ fn remote_spawn_runs_all_tasks_whatever_the_split_across_submitters() {
 }
 
 #[test]
-fn fib_returns_the_fibonacci_number_on_runq_and_rayon() {
+fn fib_returns_the_fibonacci_number_on_every_fork_join_engine() {
     let outcomes = assert_work(Workload::Fib, 144);
     assert_eq!(
         Workload::Fib.engines(),
@@ -199,4 +199,38 @@ fn the_suite_lists_every_workload_once_and_remote_spawn_per_submitter_count() {
     for k in ["remote_spawn/1", "remote_spawn/2", "remote_spawn/4"] {
         assert!(names.iter().any(|n| n == k), "{k} missing");
     }
+}
+
+#[test]
+fn every_workload_runs_runq_unpinned_next_to_the_runq_reference() {
+    assert_eq!(
+        EngineKind::ALL[..2],
+        [EngineKind::Runq, EngineKind::RunqUnpinned]
+    );
+    for w in Workload::suite(&[1, 2]) {
+        let engines = w.engines();
+        assert_eq!(engines[0], EngineKind::Runq, "{w}: runq is the reference");
+        assert!(engines.contains(&EngineKind::RunqUnpinned), "{w}");
+    }
+    assert_eq!(
+        EngineKind::from_name("runq-unpinned"),
+        Some(EngineKind::RunqUnpinned)
+    );
+}
+
+#[test]
+fn runq_unpinned_pins_no_worker_and_runq_pins_as_the_default_pool_does() {
+    let unpinned = Engine::new(EngineKind::RunqUnpinned, 2);
+    let pool = unpinned.runq_pool().expect("a runq engine has a runq pool");
+    assert_eq!(pool.metrics().pinned_workers, 0);
+
+    let default = Pool::builder().workers(2).build().unwrap();
+    let pinned = Engine::new(EngineKind::Runq, 2);
+    let pool = pinned.runq_pool().expect("a runq engine has a runq pool");
+    assert_eq!(
+        pool.metrics().pinned_workers,
+        default.metrics().pinned_workers
+    );
+    assert_eq!(format!("{:?}", unpinned.spawner()), "Spawner(RunqUnpinned)");
+    assert_eq!(format!("{:?}", pinned.spawner()), "Spawner(Runq)");
 }

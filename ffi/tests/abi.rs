@@ -258,8 +258,15 @@ fn an_overlapping_call_on_one_handle_returns_busy() {
     let h = submit(p, Some(echo), null_mut(), &opts());
     let h_addr = h as usize;
     std::thread::scope(|s| {
-        let waiter =
-            s.spawn(move || wait(h_addr as *const runq_handle, PATIENCE.as_nanos() as u64).0);
+        // The poller below may hold the handle at the instant the waiter
+        // starts: the waiter then gets BUSY itself and tries again.
+        let waiter = s.spawn(move || loop {
+            let r = wait(h_addr as *const runq_handle, PATIENCE.as_nanos() as u64).0;
+            if r != RUNQ_BUSY {
+                break r;
+            }
+            std::thread::yield_now();
+        });
         // The waiter holds the handle for as long as it waits; poll until
         // its call has begun.
         let start = Instant::now();
