@@ -307,12 +307,25 @@ pub unsafe extern "C" fn runq_pool_shutdown(
     pool: *const runq_pool,
     report: *mut runq_shutdown_report,
 ) -> runq_status {
+    // SAFETY: the caller's promises are the ones `shutdown_with` needs.
+    unsafe { shutdown_with(pool, report, runq::Pool::shutdown) }
+}
+
+/// The body of both shutdown calls.
+///
+/// # Safety
+/// As for `runq_pool_shutdown`.
+unsafe fn shutdown_with(
+    pool: *const runq_pool,
+    report: *mut runq_shutdown_report,
+    stop: fn(&runq::Pool) -> runq::ShutdownReport,
+) -> runq_status {
     guard(|| {
         // SAFETY: the caller's promise on `pool` is the one pool_ref needs.
         let Some(pool) = (unsafe { pool_ref(pool) }) else {
             return RUNQ_INVALID_ARGUMENT;
         };
-        let r = pool.shutdown();
+        let r = stop(pool);
         // SAFETY: `report` is NULL (skipped by `as_mut`) or writable, as
         // the caller promises.
         if let Some(out) = unsafe { report.as_mut() } {
@@ -335,18 +348,8 @@ pub unsafe extern "C" fn runq_pool_shutdown_now(
     pool: *const runq_pool,
     report: *mut runq_shutdown_report,
 ) -> runq_status {
-    guard(|| {
-        // SAFETY: the caller's promise on `pool` is the one pool_ref needs.
-        let Some(pool) = (unsafe { pool_ref(pool) }) else {
-            return RUNQ_INVALID_ARGUMENT;
-        };
-        let r = pool.shutdown_now();
-        // SAFETY: `report` is NULL (skipped) or writable, as promised.
-        if let Some(out) = unsafe { report.as_mut() } {
-            *out = runq_shutdown_report::from(&r);
-        }
-        RUNQ_OK
-    })
+    // SAFETY: the caller's promises are the ones `shutdown_with` needs.
+    unsafe { shutdown_with(pool, report, runq::Pool::shutdown_now) }
 }
 
 /// Releases a pool. If it was not shut down yet this first does what

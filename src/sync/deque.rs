@@ -33,6 +33,17 @@ mod twin {
         Retry,
     }
 
+    /// Takes the oldest job of a queue, keeping its length hint current.
+    fn take_front<T>(q: &Mutex<VecDeque<T>>, n: &AtomicUsize) -> Steal<T> {
+        let mut q = q.lock().unwrap();
+        let t = q.pop_front();
+        n.store(q.len(), SeqCst);
+        match t {
+            Some(t) => Steal::Success(t),
+            None => Steal::Empty,
+        }
+    }
+
     /// A global FIFO queue.
     pub(crate) struct Injector<T> {
         q: Mutex<VecDeque<T>>,
@@ -52,13 +63,7 @@ mod twin {
             self.n.store(q.len(), SeqCst);
         }
         pub(crate) fn steal(&self) -> Steal<T> {
-            let mut q = self.q.lock().unwrap();
-            let t = q.pop_front();
-            self.n.store(q.len(), SeqCst);
-            match t {
-                Some(t) => Steal::Success(t),
-                None => Steal::Empty,
-            }
+            take_front(&self.q, &self.n)
         }
         pub(crate) fn len(&self) -> usize {
             self.n.load(SeqCst)
@@ -118,13 +123,7 @@ mod twin {
             if Arc::ptr_eq(&self.q, &dest.q) {
                 return Steal::Empty;
             }
-            let mut q = self.q.lock().unwrap();
-            let t = q.pop_front();
-            self.n.store(q.len(), SeqCst);
-            match t {
-                Some(t) => Steal::Success(t),
-                None => Steal::Empty,
-            }
+            take_front(&self.q, &self.n)
         }
         pub(crate) fn len(&self) -> usize {
             self.n.load(SeqCst)
