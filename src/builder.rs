@@ -172,9 +172,26 @@ impl Builder {
             }
         }
         *shared.threads.lock() = handles;
-        started.latch.wait_blocking();
+        if waits_for_start() {
+            started.latch.wait_blocking();
+        }
         Ok(Pool::from_shared(shared))
     }
+}
+
+#[cfg(not(loom))]
+fn waits_for_start() -> bool {
+    true
+}
+
+// Under loom, `build` waits for its workers only when a model asks (see
+// `__loom::wait_for_start`). Per OS thread, like the futex twin's switch.
+#[cfg(loom)]
+std::thread_local!(pub(crate) static WAIT_FOR_START: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+
+#[cfg(loom)]
+fn waits_for_start() -> bool {
+    WAIT_FOR_START.with(std::cell::Cell::get)
 }
 
 /// A thread failed to start: stop the ones that did and report the error.

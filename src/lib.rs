@@ -128,4 +128,11 @@ pub mod __loom {
     pub fn spurious_wakeups(on: bool) {
         crate::sync::SPURIOUS.with(|s| s.set(on));
     }
+
+    /// Makes `Builder::build` wait for every worker to start, as it always
+    /// does outside loom. Off by default under loom: the start latch adds a
+    /// three-thread rendezvous to every model, so one model checks it alone.
+    pub fn wait_for_start(on: bool) {
+        crate::builder::WAIT_FOR_START.with(|s| s.set(on));
+    }
 }

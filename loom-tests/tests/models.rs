@@ -11,32 +11,45 @@
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 
+use loom::sync::atomic::{
+    AtomicBool,
+    Ordering::{Acquire, Release},
+};
 use loom::thread;
 use runq::{Pool, Priority, Retry, Status, SubmitError, Task, TaskError};
 
 /// Runs `f` under loom with a preemption bound of 2 (unless
 /// `LOOM_MAX_PREEMPTIONS` says otherwise), first with a futex that only
-/// wakes when told, then with one that also returns spuriously.
+/// wakes when told, then with one that also returns spuriously. Prints how
+/// many executions each pass explored.
 fn model<F: Fn() + Sync + Send + 'static>(f: F) {
-    model_bounded(2, f)
-}
-
-/// As [`model`], with the preemption bound `bound` when the environment sets
-/// none. The models of two workers plus a submitter that also shut the pool
-/// down use 1: at 2 each takes over five minutes on a 2-core machine, which
-/// CI cannot afford on every run (`LOOM_MAX_PREEMPTIONS=2` runs them fully).
-fn model_bounded<F: Fn() + Sync + Send + 'static>(bound: usize, f: F) {
     let f = Arc::new(f);
     for spurious in [false, true] {
         runq::__loom::spurious_wakeups(spurious);
         let mut b = loom::model::Builder::new();
         if b.preemption_bound.is_none() {
-            b.preemption_bound = Some(bound);
+            b.preemption_bound = Some(2);
         }
         let g = f.clone();
-        b.check(move || g());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let n = runs.clone();
+        b.check(move || {
+            n.fetch_add(1, SeqCst);
+            g()
+        });
+        eprintln!("  spurious={spurious}: {} executions", runs.load(SeqCst));
     }
     runq::__loom::spurious_wakeups(false);
+}
+
+/// As [`model`], with `Builder::build` waiting for every worker to start, as
+/// it always does outside loom. The other models skip that wait (see
+/// `runq::__loom::wait_for_start`): it is a three-thread rendezvous that
+/// would multiply every model's executions, so this one checks it alone.
+fn model_waiting_for_start<F: Fn() + Sync + Send + 'static>(f: F) {
+    runq::__loom::wait_for_start(true);
+    model(f);
+    runq::__loom::wait_for_start(false);
 }
 
 fn pool(workers: usize) -> Pool {
@@ -45,6 +58,18 @@ fn pool(workers: usize) -> Pool {
         .pin_workers(false)
         .build()
         .unwrap()
+}
+
+#[test]
+fn build_waits_for_two_workers_to_start() {
+    // `build` returns once both workers passed the start latch (loom
+    // reports a deadlock if the rendezvous can hang), and the pool shuts
+    // down cleanly from there.
+    model_waiting_for_start(|| {
+        let p = pool(2);
+        assert_eq!(p.metrics().workers, 2);
+        assert_eq!(p.shutdown().submitted, 0);
+    });
 }
 
 #[test]
@@ -68,14 +93,38 @@ fn sleep_submit_racing_park_one_worker_high_runs_the_task() {
 }
 
 #[test]
-fn sleep_two_workers_high_and_normal_both_run() {
-    model_bounded(1, || {
+fn sleep_one_worker_a_raced_wake_does_not_swallow_the_next() {
+    // The second submit (from another thread) must find the worker, however
+    // the first one's wake-up raced the worker's running that task and
+    // going to sleep.
+    model(|| {
+        let p = pool(1);
+        let a = p.submit(|| 1).unwrap();
+        let p2 = p.clone();
+        let t = thread::spawn(move || p2.submit(|| 2).unwrap().wait().unwrap());
+        assert_eq!(a.wait().unwrap(), 1);
+        assert_eq!(t.join().unwrap(), 2);
+    });
+}
+
+#[test]
+fn sleep_and_lanes_two_workers_high_and_normal_each_run_once() {
+    // Two workers race to take a High and a Normal task pushed while they
+    // start, run and go to sleep: no wake-up is lost, and each task is
+    // taken exactly once.
+    model(|| {
         let p = pool(2);
-        let a = p
-            .submit_task(Task::new(|| 1).priority(Priority::High))
+        let runs = Arc::new(AtomicUsize::new(0));
+        let r = runs.clone();
+        let high = p
+            .submit_task(Task::new(move || r.fetch_add(1, SeqCst)).priority(Priority::High))
             .unwrap();
-        let b = p.submit(|| 2).unwrap();
-        assert_eq!(a.wait().unwrap() + b.wait().unwrap(), 3);
+        let r = runs.clone();
+        let normal = p.submit(move || r.fetch_add(10, SeqCst)).unwrap();
+        high.wait().unwrap();
+        normal.wait().unwrap();
+        drop(p);
+        assert_eq!(runs.load(SeqCst), 11, "each task ran exactly once");
     });
 }
 
@@ -170,20 +219,46 @@ fn slot_handle_drop_racing_completion_drops_the_output_once() {
 }
 
 #[test]
-fn lanes_high_and_normal_taken_by_two_workers_each_run_once() {
-    model_bounded(1, || {
-        let p = pool(2);
-        let runs = Arc::new(AtomicUsize::new(0));
-        let r = runs.clone();
-        let high = p
-            .submit_task(Task::new(move || r.fetch_add(1, SeqCst)).priority(Priority::High))
+fn lanes_high_burst_gives_a_waiting_normal_task_its_turn() {
+    // Under loom `HIGH_BURST` is 1: once a worker took one High task, a
+    // Normal task that is waiting goes before the next High one. A gate
+    // task holds the only worker until all three are queued.
+    model(|| {
+        let p = pool(1);
+        let (started, open) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (s, o) = (started.clone(), open.clone());
+        let gate = p
+            .submit(move || {
+                s.store(true, Release);
+                while !o.load(Acquire) {
+                    thread::yield_now();
+                }
+            })
             .unwrap();
-        let r = runs.clone();
-        let normal = p.submit(move || r.fetch_add(10, SeqCst)).unwrap();
-        high.wait().unwrap();
-        normal.wait().unwrap();
-        drop(p);
-        assert_eq!(runs.load(SeqCst), 11, "each task ran exactly once");
+        while !started.load(Acquire) {
+            thread::yield_now();
+        }
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = |tag: &'static str| {
+            let order = order.clone();
+            move || order.lock().unwrap().push(tag)
+        };
+        let h1 = Task::new(record("H1")).priority(Priority::High);
+        let h2 = Task::new(record("H2")).priority(Priority::High);
+        let handles = [
+            p.submit_task(h1).unwrap(),
+            p.submit_task(h2).unwrap(),
+            p.submit(record("N")).unwrap(),
+        ];
+        open.store(true, Release);
+        gate.wait().unwrap();
+        for h in handles {
+            h.wait().unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), ["H1", "N", "H2"]);
     });
 }
 

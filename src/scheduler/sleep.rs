@@ -9,7 +9,7 @@
 //!
 //! # The handshake
 //!
-//! A sleeper does: `sleepers += 1` (SeqCst), a SeqCst fence, `key = epoch`,
+//! A sleeper does: `key = epoch`, `sleepers += 1` (SeqCst), a SeqCst fence,
 //! then **re-checks its condition** (the queues, a latch), and only then
 //! futex-waits while `epoch == key`.
 //!
@@ -23,12 +23,12 @@
 //! The two fences are ordered in the single SeqCst order. If the notifier's
 //! fence comes first, the sleeper's re-check (after its own fence) sees the
 //! pushed job and does not sleep. If the sleeper's fence comes first, the
-//! notifier's load sees `sleepers >= 1` and bumps `epoch`; the sleeper then
-//! either read `key` after the bump (its re-check, ordered after the bump,
-//! sees the job) or before it, in which case its futex wait finds
-//! `epoch != key` and returns at once, or is already asleep and is woken by
-//! the futex wake that follows the bump. Spurious returns are harmless:
-//! every caller loops back to searching.
+//! notifier sees `sleepers >= 1` and bumps `epoch`. The sleeper read `key`
+//! before it announced itself, so before that bump (the notifier's
+//! read-modify-write of the word read the announcement): its futex wait
+//! finds `epoch != key` and returns at once, or it is already asleep and is
+//! woken by the futex wake that follows the bump. Spurious returns are
+//! harmless: every caller loops back to searching.
 //!
 //! # Searching workers
 //!
@@ -53,8 +53,15 @@
 //! sleeper state (woken, spurious, or cancelling because it found work)
 //! absorbs one wake-up in flight; it then searches the queues, or, for a
 //! helper whose wait ended, passes the wake on if work is visible.
-//! A sleeper that read the epoch after a bump synchronizes with it, so its
-//! re-check sees the job that the bump announced.
+//!
+//! Every wake-up counted in flight is absorbed: the sleepers it counted
+//! read their keys before the bump, so each either returns from its wait
+//! or is asleep in it, and the wake that follows the bump ends one wait.
+//! (Reading the key *after* announcing, as an earlier version did, broke
+//! this: a sleeper could read the bumped epoch, sleep through its own
+//! wake-up, and leave it counted, so that later notifications, seeing every
+//! sleeper with a wake-up coming, sent none. The loom model
+//! `sleep_one_worker_a_raced_wake_does_not_swallow_the_next` finds that lost wake-up.)
 
 use crossbeam_utils::CachePadded;
 
@@ -100,9 +107,14 @@ impl EventCount {
     /// and then call exactly one of [`park`](Self::park) or [`cancel`](Self::cancel).
     #[inline]
     pub(crate) fn prepare(&self) -> Key {
+        // The key is read before the announcement: a notifier that counts
+        // this sleeper (its read-modify-write reads the increment) bumps the
+        // epoch after the key was read, so the wait below cannot sleep
+        // through the bump that counted it (see "One wake in flight").
+        let key = Key(self.epoch.load(Ordering::SeqCst));
         self.state.fetch_add(SLEEPER, Ordering::SeqCst);
         fence(Ordering::SeqCst);
-        Key(self.epoch.load(Ordering::SeqCst))
+        key
     }
 
     /// Leaves the sleeper state. A leaving thread absorbs one wake-up in
