@@ -57,17 +57,25 @@ where
     }
 }
 
-/// The result cell of a join sent to a worker from outside.
-struct Cold<R> {
+/// A join sent to a worker from outside: the two closures and, later, the
+/// result. The job that runs it captures only an `Arc` of this (no borrow
+/// of the caller's frame is a field of the running job), and the closures
+/// are taken out and consumed by an inner call that returns before the
+/// latch is set: when the caller wakes and touches what `a` and `b`
+/// borrowed, no frame of the worker still holds those borrows.
+struct Cold<A, B, R> {
+    work: UnsafeCell<Option<(A, B)>>,
     result: UnsafeCell<Option<std::thread::Result<R>>>,
     latch: Latch,
 }
 
-// SAFETY: the result is written once by the worker before the latch is set
-// (Release) and read by the caller after it saw the latch (Acquire); `R: Send`.
-unsafe impl<R: Send> Sync for Cold<R> {}
+// SAFETY: `work` is taken once, by the worker that runs the job, before it
+// writes `result` and sets the latch (Release); the caller reads `result`
+// after it saw the latch (Acquire) and never touches `work`. `A`, `B` and
+// `R` are `Send`.
+unsafe impl<A: Send, B: Send, R: Send> Sync for Cold<A, B, R> {}
 // SAFETY: as above.
-unsafe impl<R: Send> Send for Cold<R> {}
+unsafe impl<A: Send, B: Send, R: Send> Send for Cold<A, B, R> {}
 
 /// [`Pool::join`](crate::Pool::join).
 pub(crate) fn join_in<A, B, RA, RB>(shared: &Arc<Shared>, a: A, b: B) -> (RA, RB)
@@ -83,21 +91,27 @@ where
     if shared.enter(1).is_err() {
         return sequential(a, b);
     }
-    let cold: Arc<Cold<(RA, RB)>> = Arc::new(Cold {
+    let cold: Arc<Cold<A, B, (RA, RB)>> = Arc::new(Cold {
+        work: UnsafeCell::new(Some((a, b))),
         result: UnsafeCell::new(None),
         latch: Latch::new(),
     });
     let theirs = cold.clone();
     let job = move |shared: &Shared| {
-        let r = catch_unwind(AssertUnwindSafe(|| join(a, b)));
+        // SAFETY: only this job, run once, touches `work`; see `Cold`.
+        let work = theirs.work.with_mut(|p| unsafe { (*p).take() });
+        let r = catch_unwind(AssertUnwindSafe(|| match work {
+            Some((a, b)) => join(a, b),
+            None => resume_unwind(Box::new("join ran twice")),
+        }));
         // SAFETY: written once, before the latch is set; see `Cold`.
         theirs.result.with_mut(|p| unsafe { *p = Some(r) });
         theirs.latch.set(shared);
     };
     let job: Box<dyn FnOnce(&Shared) + Send + '_> = Box::new(job);
-    // SAFETY: the job borrows from the caller's frame (`a`, `b` and what they
-    // capture). We do not return, and nothing below can unwind, before the
-    // latch is set, which the job does as its very last use of them.
+    // SAFETY: the job borrows from the caller's frame (through `a`, `b` in
+    // `cold`). We do not return, and nothing below can unwind, before the
+    // latch is set, which the job does after its last use of them.
     let job: Box<dyn FnOnce(&Shared) + Send + 'static> = unsafe { std::mem::transmute(job) };
     shared.lanes.normal.push(JobRef::Heap(job));
     shared.notify_one();

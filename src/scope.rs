@@ -53,11 +53,15 @@ impl<'scope> Scope<'scope> {
         }
         self.latch.add(1);
         let ptr = ScopePtr(self as *const Scope<'scope>);
+        // Boxed, so that the borrows `f` holds are not fields of the running
+        // job: they live only in `f`'s own call, which has returned by the
+        // time the count goes down and the owner may touch what they borrowed.
+        let f = Box::new(f);
         let job = move |shared: &Shared| {
             let ptr = ptr;
             // SAFETY: the scope waits for this closure before it returns.
             let scope = unsafe { &*ptr.0 };
-            if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(scope))) {
+            if let Err(p) = catch_unwind(AssertUnwindSafe(move || (*f)(scope))) {
                 scope.record_panic(p);
             }
             // NOTE: after `done_one` the scope may be gone; keep the latch.
