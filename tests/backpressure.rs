@@ -14,6 +14,7 @@ use runq::{Pool, Status, SubmitError, Task, TaskError, WhenFull};
 mod common;
 
 use common::limit_10s::{occupy, wait, Gate, LIMIT};
+use common::scaled;
 
 fn bounded_pool(capacity: usize, policy: WhenFull) -> Pool {
     Pool::builder()
@@ -159,6 +160,7 @@ fn block_is_the_default_policy() {
 
 #[test]
 fn many_blocked_submitters_all_get_in() {
+    const PER_SUBMITTER: usize = scaled(25);
     let pool = bounded_pool(2, WhenFull::Block);
     let (gate, blocker) = occupy(&pool);
     let count = Arc::new(AtomicUsize::new(0));
@@ -167,7 +169,7 @@ fn many_blocked_submitters_all_get_in() {
             let pool = pool.clone();
             let count = count.clone();
             thread::spawn(move || {
-                (0..25)
+                (0..PER_SUBMITTER)
                     .map(|_| {
                         let count = count.clone();
                         pool.submit(move || {
@@ -194,7 +196,7 @@ fn many_blocked_submitters_all_get_in() {
     for h in handles {
         wait(h).unwrap();
     }
-    assert_eq!(count.load(Ordering::SeqCst), 100);
+    assert_eq!(count.load(Ordering::SeqCst), 4 * PER_SUBMITTER);
 }
 
 #[test]
@@ -310,12 +312,13 @@ fn try_submit_task_under_reject_hands_the_task_back() {
 
 #[test]
 fn submissions_from_inside_the_pool_never_block() {
+    const CHILDREN: u64 = scaled(100) as u64;
     for policy in [WhenFull::Block, WhenFull::Reject, WhenFull::RunInCaller] {
         let pool = bounded_pool(1, policy);
         let inner = pool.clone();
         let h = pool
             .submit(move || {
-                let children: Vec<_> = (0..100u64)
+                let children: Vec<_> = (0..CHILDREN)
                     .map(|i| {
                         inner
                             .submit(move || i)
@@ -325,7 +328,7 @@ fn submissions_from_inside_the_pool_never_block() {
                 children.into_iter().map(|c| c.wait().unwrap()).sum::<u64>()
             })
             .unwrap();
-        assert_eq!(wait(h).unwrap(), 4950);
+        assert_eq!(wait(h).unwrap(), CHILDREN * (CHILDREN - 1) / 2);
     }
 }
 

@@ -44,6 +44,10 @@ fn too_many_workers_is_a_build_error() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "starts MAX_WORKERS (512) threads, which Miri takes minutes to interpret"
+)]
 fn the_maximum_worker_count_is_accepted() {
     let pool = Pool::builder()
         .workers(MAX_WORKERS)

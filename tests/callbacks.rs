@@ -12,6 +12,7 @@ use runq::{Retry, Status, Task, TaskError};
 mod common;
 
 use common::limit_30s::{finish, occupy_worker, pool, wait_until};
+use common::scaled;
 
 /// What a callback saw, in a form tests can compare.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +64,7 @@ fn callback_runs_once_with_the_value_on_success() {
 #[test]
 fn callback_runs_before_wait_returns() {
     let pool = pool(2);
-    for i in 0..500 {
+    for i in 0..scaled(500) {
         let done = Arc::new(AtomicBool::new(false));
         let d = done.clone();
         let h = pool
@@ -219,7 +220,7 @@ fn callback_runs_once_for_a_task_cancelled_by_shutdown_now() {
 #[test]
 fn callback_result_matches_what_wait_returns() {
     let pool = pool(2);
-    let logs: Vec<Log> = (0..100).map(|_| Log::default()).collect();
+    let logs: Vec<Log> = (0..scaled(100)).map(|_| Log::default()).collect();
     let handles: Vec<_> = logs
         .iter()
         .enumerate()
@@ -284,9 +285,10 @@ fn dropped_handle_still_gets_its_callback() {
 
 #[test]
 fn callbacks_of_many_concurrent_tasks_each_run_once() {
+    const TASKS: usize = scaled(2000);
     let pool = pool(4);
-    let counts: Arc<Vec<AtomicU32>> = Arc::new((0..2000).map(|_| AtomicU32::new(0)).collect());
-    let handles: Vec<_> = (0..2000)
+    let counts: Arc<Vec<AtomicU32>> = Arc::new((0..TASKS).map(|_| AtomicU32::new(0)).collect());
+    let handles: Vec<_> = (0..TASKS)
         .map(|i| {
             let c = counts.clone();
             pool.submit_task(Task::new(move || i).on_complete(move |_| {

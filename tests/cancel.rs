@@ -11,6 +11,7 @@ use runq::{Jitter, Retry, Status, Task, TaskError};
 mod common;
 
 use common::limit_30s::{finish, occupy_worker, pool, wait_until, LIMIT};
+use common::scaled;
 
 #[test]
 fn cancelling_a_queued_task_returns_true_and_it_never_runs() {
@@ -148,9 +149,10 @@ fn cancelling_twice_keeps_one_cancelled_outcome() {
 
 #[test]
 fn cancel_racing_start_has_exactly_one_outcome() {
+    const ROUNDS: u32 = scaled(2000) as u32;
     let pool = pool(2);
     let mut cancelled = 0u32;
-    for i in 0..2000u32 {
+    for i in 0..ROUNDS {
         let ran = Arc::new(AtomicBool::new(false));
         let r = ran.clone();
         let h = pool
@@ -182,7 +184,11 @@ fn cancel_racing_start_has_exactly_one_outcome() {
     }
     let report = pool.shutdown();
     assert_eq!(report.cancelled, u64::from(cancelled), "{report:?}");
-    assert_eq!(report.completed, u64::from(2000 - cancelled), "{report:?}");
+    assert_eq!(
+        report.completed,
+        u64::from(ROUNDS - cancelled),
+        "{report:?}"
+    );
 }
 
 #[test]
@@ -213,8 +219,10 @@ fn cancelling_a_task_waiting_for_a_retry_stops_further_runs() {
 fn cancel_racing_retry_has_exactly_one_outcome() {
     // Each task fails until cancelled, retrying every millisecond; cancel()
     // lands sometimes while it runs and sometimes while it waits.
+    // Under Miri, each number of runs before the cancel (1 to 4) twice.
+    const ROUNDS: u32 = if cfg!(miri) { 8 } else { 300 };
     let pool = pool(2);
-    for i in 0..300u32 {
+    for i in 0..ROUNDS {
         let runs = Arc::new(AtomicU32::new(0));
         let r = runs.clone();
         let h = pool
@@ -283,8 +291,9 @@ fn cancel_racing_retry_has_exactly_one_outcome() {
 
 #[test]
 fn concurrent_cancels_of_a_queued_task_resolve_it_once() {
+    const ROUNDS: usize = scaled(100);
     let pool = pool(1);
-    for _ in 0..100 {
+    for _ in 0..ROUNDS {
         let (blocker, release) = occupy_worker(&pool);
         let h = Arc::new(pool.submit(|| ()).unwrap());
         let wins = Arc::new(AtomicU32::new(0));
@@ -313,7 +322,7 @@ fn concurrent_cancels_of_a_queued_task_resolve_it_once() {
     }
     let report = pool.shutdown();
     assert_eq!(
-        report.cancelled, 100,
+        report.cancelled, ROUNDS as u64,
         "each task is counted cancelled once: {report:?}"
     );
 }

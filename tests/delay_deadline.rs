@@ -271,6 +271,10 @@ fn cpu_ticks_of_threads(prefix: &str) -> Option<u64> {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "reads per-thread CPU time from /proc, which Miri's isolation forbids; an interpreted thread's CPU time says nothing of a native one's"
+)]
 fn pool_holding_only_delayed_and_retrying_tasks_stays_idle() {
     // The timer sleeps until the next due time and workers park: a pool that
     // only holds far-off work burns (next to) no CPU.

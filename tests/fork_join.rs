@@ -12,6 +12,7 @@ use runq::{Pool, TaskError};
 mod common;
 
 use common::limit_10s::{bounded, quiet_intentional_panics, wait, INTENTIONAL};
+use common::scaled;
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
@@ -27,6 +28,16 @@ fn fib(n: u64) -> u64 {
     }
     let (a, b) = runq::join(|| fib(n - 1), || fib(n - 2));
     a + b
+}
+
+/// The `fib` argument for a test that natively uses `n`: fib(n) makes about
+/// 1.6^n joins, far too many to interpret, so under Miri it is 10 less.
+const fn fib_arg(n: u64) -> u64 {
+    if cfg!(miri) {
+        n - 10
+    } else {
+        n
+    }
 }
 
 fn fib_plain(n: u64) -> u64 {
@@ -117,21 +128,21 @@ fn runq_join_inside_a_task_stays_on_the_same_pool() {
 #[test]
 fn recursive_join_computes_fib() {
     let pool = Pool::builder().workers(2).build().unwrap();
-    let h = pool.submit(|| fib(22)).unwrap();
-    assert_eq!(wait(h).unwrap(), fib_plain(22));
+    let h = pool.submit(|| fib(fib_arg(22))).unwrap();
+    assert_eq!(wait(h).unwrap(), fib_plain(fib_arg(22)));
     // The same function outside any pool runs sequentially in the caller.
-    assert_eq!(fib(15), fib_plain(15));
+    assert_eq!(fib(fib_arg(15)), fib_plain(fib_arg(15)));
 }
 
 #[test]
 fn recursive_join_completes_on_a_one_worker_pool() {
     let pool = Pool::builder().workers(1).build().unwrap();
-    let h = pool.submit(|| fib(18)).unwrap();
-    assert_eq!(wait(h).unwrap(), fib_plain(18));
+    let h = pool.submit(|| fib(fib_arg(18))).unwrap();
+    assert_eq!(wait(h).unwrap(), fib_plain(fib_arg(18)));
     let (a, b) = bounded("pool.join on one worker", move || {
-        pool.join(|| fib(12), || fib(13))
+        pool.join(|| fib(fib_arg(12)), || fib(fib_arg(13)))
     });
-    assert_eq!((a, b), (fib_plain(12), fib_plain(13)));
+    assert_eq!((a, b), (fib_plain(fib_arg(12)), fib_plain(fib_arg(13))));
 }
 
 #[test]
@@ -228,14 +239,16 @@ fn scope_returns_the_value_of_its_body() {
 
 #[test]
 fn scope_waits_for_every_spawn_including_nested_ones() {
+    const OUTER: usize = scaled(10);
+    const INNER: usize = scaled(10);
     let pool = Pool::builder().workers(2).build().unwrap();
     let count = AtomicUsize::new(0);
     pool.scope(|s| {
-        for _ in 0..10 {
+        for _ in 0..OUTER {
             s.spawn(|s| {
                 thread::sleep(Duration::from_millis(5));
                 count.fetch_add(1, Ordering::SeqCst);
-                for _ in 0..10 {
+                for _ in 0..INNER {
                     s.spawn(|_| {
                         thread::sleep(Duration::from_millis(1));
                         count.fetch_add(1, Ordering::SeqCst);
@@ -244,18 +257,19 @@ fn scope_waits_for_every_spawn_including_nested_ones() {
             });
         }
     });
-    assert_eq!(count.load(Ordering::SeqCst), 110);
+    assert_eq!(count.load(Ordering::SeqCst), OUTER * (1 + INNER));
 }
 
 #[test]
 fn scope_inside_a_task_completes_on_a_one_worker_pool() {
+    const SPAWNS: usize = scaled(50);
     let pool = Pool::builder().workers(1).build().unwrap();
     let inner = pool.clone();
     let h = pool
         .submit(move || {
             let hits = AtomicUsize::new(0);
             inner.scope(|s| {
-                for _ in 0..50 {
+                for _ in 0..SPAWNS {
                     s.spawn(|_| {
                         hits.fetch_add(1, Ordering::SeqCst);
                     });
@@ -264,7 +278,7 @@ fn scope_inside_a_task_completes_on_a_one_worker_pool() {
             hits.into_inner()
         })
         .unwrap();
-    assert_eq!(wait(h).unwrap(), 50);
+    assert_eq!(wait(h).unwrap(), SPAWNS);
 }
 
 #[test]
@@ -338,21 +352,23 @@ fn deeply_nested_submit_then_wait_completes_on_a_one_worker_pool() {
     }
     let pool = Pool::builder().workers(1).build().unwrap();
     let p = pool.clone();
-    let h = pool.submit(move || chain(p, 50)).unwrap();
-    assert_eq!(wait(h).unwrap(), 50);
+    let depth = if cfg!(miri) { 10 } else { 50 };
+    let h = pool.submit(move || chain(p, depth)).unwrap();
+    assert_eq!(wait(h).unwrap(), depth);
 }
 
 #[test]
 fn nested_wait_on_a_fan_out_completes_on_a_one_worker_pool() {
+    const CHILDREN: u64 = scaled(100) as u64;
     let pool = Pool::builder().workers(1).build().unwrap();
     let inner = pool.clone();
     let h = pool
         .submit(move || {
-            let children: Vec<_> = (0..100u64)
+            let children: Vec<_> = (0..CHILDREN)
                 .map(|i| inner.submit(move || i).unwrap())
                 .collect();
             children.into_iter().map(|c| c.wait().unwrap()).sum::<u64>()
         })
         .unwrap();
-    assert_eq!(wait(h).unwrap(), 4950);
+    assert_eq!(wait(h).unwrap(), CHILDREN * (CHILDREN - 1) / 2);
 }

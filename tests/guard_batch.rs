@@ -11,6 +11,7 @@ use runq::{Pool, SubmitError, Task, TaskError, WhenFull};
 mod common;
 
 use common::limit_30s::{finish, occupy_worker, pool, TestPool, LIMIT};
+use common::scaled;
 
 /// Counts body runs and callback calls of a group of tasks.
 #[derive(Clone, Default)]
@@ -314,7 +315,7 @@ fn batch_members_keep_their_own_settings() {
 #[test]
 fn concurrent_batches_sharing_a_key_admit_one_batch() {
     let pool = pool(1);
-    for round in 0..30 {
+    for round in 0..scaled(30) {
         let (blocker, release) = occupy_worker(&pool);
         let barrier = Arc::new(std::sync::Barrier::new(4));
         let tallies: Vec<Tally> = (0..4).map(|_| Tally::default()).collect();

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
@@ -15,6 +15,7 @@ use runq::{Handle, Jitter, Retry, Status, Task, TaskError};
 mod common;
 
 use common::limit_30s::{finish, occupy_worker, pool, LIMIT};
+use common::scaled;
 
 /// Where a status sits in the forward order: Queued/Delayed, then
 /// Running/Retrying, then one terminal state.
@@ -39,7 +40,7 @@ fn sample_statuses<T: Send + 'static>(h: &Handle<T>) -> Vec<Status> {
         }
         if s.is_terminal() {
             // A terminal state is final: keep sampling a little to see it stay.
-            for _ in 0..1000 {
+            for _ in 0..scaled(1000) {
                 assert_eq!(h.status(), s, "left terminal state {s:?}: {seen:?}");
             }
             return seen;
@@ -134,7 +135,7 @@ fn task_ids_are_unique_within_a_pool() {
     let pool = pool(2);
     let mut ids = HashSet::new();
     let mut handles = Vec::new();
-    for i in 0..500u32 {
+    for i in 0..scaled(500) as u32 {
         let h = match i % 3 {
             0 => pool.submit(move || i).unwrap(),
             1 => pool.submit_task(Task::new(move || i)).unwrap(),
@@ -153,7 +154,7 @@ fn task_ids_are_unique_within_a_pool() {
         assert!(ids.contains(&id));
     }
     // Ids are not reused after tasks finish either.
-    for i in 0..100u32 {
+    for i in 0..scaled(100) as u32 {
         let h = pool.submit(move || i).unwrap();
         assert!(ids.insert(h.id()), "id {} reused", h.id());
         finish(h).unwrap();
@@ -162,12 +163,13 @@ fn task_ids_are_unique_within_a_pool() {
 
 #[test]
 fn task_ids_are_unique_across_submitting_threads() {
+    const PER_THREAD: usize = scaled(250);
     let pool = pool(2);
     let threads: Vec<_> = (0..4)
         .map(|_| {
             let pool = pool.clone();
             std::thread::spawn(move || {
-                (0..250)
+                (0..PER_THREAD)
                     .map(|i| {
                         let h = pool.submit(move || i).unwrap();
                         let id = h.id();
@@ -184,7 +186,7 @@ fn task_ids_are_unique_across_submitting_threads() {
             assert!(ids.insert(id), "id {id} handed out twice");
         }
     }
-    assert_eq!(ids.len(), 1000);
+    assert_eq!(ids.len(), 4 * PER_THREAD);
 }
 
 #[test]
@@ -218,8 +220,10 @@ fn status_moves_only_forward_through_delay_and_retries() {
 
 #[test]
 fn status_moves_only_forward_for_each_terminal_state() {
+    // Under Miri, one round of every kind of task, with one cancel.
+    const TASKS: u32 = if cfg!(miri) { 12 } else { 60 };
     let pool = pool(2);
-    for i in 0..60u32 {
+    for i in 0..TASKS {
         let task: Task<u32> = match i % 6 {
             0 => Task::new(move || i),
             1 => Task::new(|| panic!("status panic")),
@@ -252,7 +256,7 @@ fn status_moves_only_forward_for_each_terminal_state() {
 #[test]
 fn status_sampled_by_many_threads_moves_forward_under_load() {
     let pool = pool(2);
-    let handles: Vec<_> = (0..40u32)
+    let handles: Vec<_> = (0..scaled(40) as u32)
         .map(|i| {
             let task = Task::fallible(move || {
                 if i % 2 == 0 {
@@ -312,7 +316,7 @@ fn queued_task_reports_queued_then_running() {
 #[test]
 fn is_finished_agrees_with_a_terminal_status() {
     let pool = pool(2);
-    for i in 0..200u32 {
+    for i in 0..scaled(200) as u32 {
         let h = pool.submit(move || i).unwrap();
         loop {
             let fin = h.is_finished();
@@ -330,9 +334,10 @@ fn is_finished_agrees_with_a_terminal_status() {
 
 #[test]
 fn dropping_a_handle_detaches_without_losing_the_task() {
+    const TASKS: usize = scaled(100);
     let pool = pool(2);
-    let ran = Arc::new(AtomicU32::new(0));
-    for _ in 0..100 {
+    let ran = Arc::new(AtomicUsize::new(0));
+    for _ in 0..TASKS {
         let r = ran.clone();
         drop(
             pool.submit(move || {
@@ -342,8 +347,8 @@ fn dropping_a_handle_detaches_without_losing_the_task() {
         );
     }
     let report = pool.shutdown();
-    assert_eq!(ran.load(Ordering::SeqCst), 100);
-    assert_eq!(report.completed, 100, "{report:?}");
+    assert_eq!(ran.load(Ordering::SeqCst), TASKS);
+    assert_eq!(report.completed, TASKS as u64, "{report:?}");
 }
 
 #[test]

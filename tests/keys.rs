@@ -12,6 +12,7 @@ use runq::{Handle, Pool, Retry, Status, SubmitError, Task, TaskError};
 mod common;
 
 use common::limit_30s::{finish, occupy_worker, pool, wait_until, TestPool, LIMIT};
+use common::scaled;
 
 /// A keyed task that records whether it ran.
 fn keyed(key: &str, ran: &Arc<AtomicBool>) -> Task<()> {
@@ -108,7 +109,7 @@ fn duplicate_key_is_refused_while_the_first_waits_for_a_retry() {
 #[test]
 fn key_is_released_after_success() {
     let pool = pool(2);
-    for round in 0..50 {
+    for round in 0..scaled(50) {
         let ran = Arc::new(AtomicBool::new(false));
         let h = pool
             .submit_task(keyed("again", &ran))
@@ -246,7 +247,7 @@ fn distinct_keys_do_not_conflict() {
     let pool = pool(1);
     let (blocker, release) = occupy_worker(&pool);
     let ran = Arc::new(AtomicBool::new(false));
-    let handles: Vec<_> = (0..20)
+    let handles: Vec<_> = (0..scaled(20))
         .map(|i| pool.submit_task(keyed(&format!("k{i}"), &ran)).unwrap())
         .collect();
     drop(release);
@@ -259,7 +260,7 @@ fn distinct_keys_do_not_conflict() {
 #[test]
 fn concurrent_submissions_of_one_key_admit_exactly_one() {
     let pool = pool(1);
-    for round in 0..50 {
+    for round in 0..scaled(50) {
         let (blocker, release) = occupy_worker(&pool);
         let runs = Arc::new(AtomicU32::new(0));
         let barrier = Arc::new(std::sync::Barrier::new(6));

@@ -8,11 +8,13 @@ use runq::{Pool, Priority, Task};
 mod common;
 
 use common::limit_10s::{occupy, wait};
+use common::scaled;
 
 /// Tasks per run: enough to catch a LIFO or stealing mix-up, few enough that
 /// no starvation bound (16 High, every 32nd pick) comes into play when a
-/// single lane is used.
-const TASKS: usize = 200;
+/// single lane is used. (Under Miri, fewer: still enough to tell FIFO from
+/// LIFO.)
+const TASKS: usize = scaled(200);
 
 fn one_worker() -> Pool {
     Pool::builder().workers(1).build().unwrap()
@@ -146,7 +148,7 @@ fn submissions_from_several_threads_keep_each_threads_order() {
     let pool = one_worker();
     let (gate, blocker) = occupy(&pool);
     let log: Arc<Mutex<Vec<(usize, usize)>>> = Arc::default();
-    let per_thread = 100;
+    let per_thread = scaled(100);
     let submitters: Vec<_> = (0..3)
         .map(|t| {
             let pool = pool.clone();

@@ -11,6 +11,7 @@ use runq::{Pool, Retry, Status, Task, TaskError};
 mod common;
 
 use common::limit_10s::{quiet_intentional_panics, wait, INTENTIONAL, LIMIT};
+use common::scaled;
 
 /// A one-worker pool, with the intentional panics of the test kept quiet.
 fn quiet_one_worker() -> Pool {
@@ -56,9 +57,10 @@ fn a_panic_with_a_non_string_payload_still_resolves() {
 
 #[test]
 fn the_worker_survives_many_panics() {
+    const PANICS: usize = scaled(100);
     let pool = quiet_one_worker();
     let first = wait(pool.submit(runq::current_worker).unwrap()).unwrap();
-    let handles: Vec<_> = (0..100)
+    let handles: Vec<_> = (0..PANICS)
         .map(|i| {
             pool.submit(move || -> u8 { panic!("{INTENTIONAL}: {i}") })
                 .unwrap()
@@ -72,8 +74,8 @@ fn the_worker_survives_many_panics() {
     assert_eq!(after, Some(0), "the same single worker still serves");
     assert_eq!(pool.workers(), 1);
     let m = pool.metrics();
-    assert_eq!(m.panicked, 100);
-    assert_eq!(m.failed, 100);
+    assert_eq!(m.panicked, PANICS as u64);
+    assert_eq!(m.failed, PANICS as u64);
     assert_eq!(m.workers, 1);
 }
 

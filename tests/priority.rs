@@ -12,6 +12,7 @@ use runq::{Pool, Priority, Task};
 mod common;
 
 use common::limit_10s::{occupy, wait};
+use common::scaled;
 
 /// The documented bound: consecutive High tasks a worker runs while a Normal
 /// task waits.
@@ -195,7 +196,8 @@ fn low_tasks_keep_aging_in_during_a_long_flood() {
 #[test]
 fn everything_queued_eventually_runs_under_mixed_load() {
     use Priority::{High, Low, Normal};
-    let tasks: Vec<Priority> = (0..300)
+    let count = scaled(300);
+    let tasks: Vec<Priority> = (0..count)
         .map(|i| match i % 3 {
             0 => High,
             1 => Normal,
@@ -204,5 +206,5 @@ fn everything_queued_eventually_runs_under_mixed_load() {
         .collect();
     let mut order = start_order(&tasks);
     order.sort_unstable();
-    assert_eq!(order, (0..300).collect::<Vec<_>>());
+    assert_eq!(order, (0..count).collect::<Vec<_>>());
 }

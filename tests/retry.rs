@@ -298,8 +298,8 @@ fn status_is_retrying_while_a_retry_waits() {
     if runs.load(Ordering::SeqCst) == 1 {
         assert_eq!(h.status(), Status::Retrying);
         assert!(!h.is_finished());
-        let m = pool.metrics();
-        assert_eq!(m.retried, 1, "{m:?}");
+        // The worker publishes RETRYING a moment before it counts the retry.
+        wait_until("the retry to be counted", || pool.metrics().retried == 1);
     }
     assert_eq!(finish(h).unwrap(), 2);
 }
@@ -334,8 +334,10 @@ fn a_waiting_retry_does_not_block_the_worker() {
 
 #[test]
 fn many_retrying_tasks_on_one_worker_all_finish() {
+    // Under Miri, each number of failures (0, 1, 2) twice.
+    const TASKS: u32 = if cfg!(miri) { 6 } else { 50 };
     let pool = pool(1);
-    let handles: Vec<_> = (0..50)
+    let handles: Vec<_> = (0..TASKS)
         .map(|i| {
             let runs = Arc::new(AtomicU32::new(0));
             let starts = Arc::new(Mutex::new(Vec::new()));
@@ -348,10 +350,10 @@ fn many_retrying_tasks_on_one_worker_all_finish() {
         assert_eq!(finish(h).unwrap(), failures + 1);
     }
     let report = pool.shutdown();
-    assert_eq!(report.completed, 50, "{report:?}");
+    assert_eq!(report.completed, u64::from(TASKS), "{report:?}");
     assert_eq!(
         report.retried,
-        (0..50u64).map(|i| i % 3).sum::<u64>(),
+        (0..u64::from(TASKS)).map(|i| i % 3).sum::<u64>(),
         "{report:?}"
     );
 }

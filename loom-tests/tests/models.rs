@@ -21,7 +21,7 @@ use runq::{Pool, Priority, Retry, Status, SubmitError, Task, TaskError};
 /// Runs `f` under loom with a preemption bound of 2 (unless
 /// `LOOM_MAX_PREEMPTIONS` says otherwise), first with a futex that only
 /// wakes when told, then with one that also returns spuriously. Prints how
-/// many executions each pass explored.
+/// many executions each pass explored and how long it took.
 fn model<F: Fn() + Sync + Send + 'static>(f: F) {
     let f = Arc::new(f);
     for spurious in [false, true] {
@@ -33,11 +33,17 @@ fn model<F: Fn() + Sync + Send + 'static>(f: F) {
         let g = f.clone();
         let runs = Arc::new(AtomicUsize::new(0));
         let n = runs.clone();
+        let start = std::time::Instant::now();
         b.check(move || {
             n.fetch_add(1, SeqCst);
             g()
         });
-        eprintln!("  spurious={spurious}: {} executions", runs.load(SeqCst));
+        eprintln!(
+            "  spurious wake-ups {}: {} executions in {:.1?}",
+            if spurious { "on" } else { "off" },
+            runs.load(SeqCst),
+            start.elapsed()
+        );
     }
     runq::__loom::spurious_wakeups(false);
 }
