@@ -133,15 +133,31 @@ impl Retry {
 /// A uniformly random duration in `[0, max]`.
 fn random_upto(max: Duration) -> Duration {
     let nanos = max.as_nanos().min(u64::MAX as u128) as u64;
-    if nanos == 0 {
-        return Duration::ZERO;
-    }
-    Duration::from_nanos(crate::scheduler::random_u64() % (nanos + 1))
+    let r = crate::scheduler::random_u64();
+    Duration::from_nanos(match nanos.checked_add(1) {
+        Some(range) => r % range,
+        None => r, // [0, u64::MAX]: every value
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jitter_stays_within_its_range_even_at_the_largest_delay() {
+        for max in [Duration::ZERO, Duration::from_nanos(1), Duration::MAX] {
+            for _ in 0..100 {
+                assert!(random_upto(max) <= max);
+            }
+        }
+        for jitter in [Jitter::None, Jitter::Equal, Jitter::Full] {
+            let p = Retry::exponential(u32::MAX, Duration::MAX).jitter(jitter);
+            for run in [1, 2, 40, u32::MAX] {
+                assert!(p.delay_after(run) <= p.nominal_delay(run));
+            }
+        }
+    }
 
     #[test]
     fn exponential_doubles_and_caps() {

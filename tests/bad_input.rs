@@ -479,7 +479,11 @@ fn a_huge_backoff_does_not_overflow_and_the_retry_can_be_cancelled() {
     assert!(h.cancel(), "a task waiting for its retry can be cancelled");
     assert!(matches!(wait(h), Err(TaskError::Cancelled)));
     assert_eq!(runs.load(Ordering::SeqCst), 1);
-    bounded("shutdown", move || pool.shutdown());
+    // The one worker survived computing that delay: it still runs tasks.
+    assert_eq!(wait(pool.submit(|| 5).unwrap()).unwrap(), 5);
+    let report = bounded("shutdown", move || pool.shutdown());
+    assert_eq!(report.completed, 1, "{report:?}");
+    assert_eq!(report.cancelled, 1, "{report:?}");
 }
 
 #[test]
