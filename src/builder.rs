@@ -179,20 +179,18 @@ impl Builder {
     }
 }
 
-#[cfg(not(loom))]
+/// Whether `build` waits for its workers to start: always, except under
+/// loom, where only the models that ask do (see `__loom::wait_for_start`).
 fn waits_for_start() -> bool {
+    #[cfg(loom)]
+    return WAIT_FOR_START.with(std::cell::Cell::get);
+    #[cfg(not(loom))]
     true
 }
 
-// Under loom, `build` waits for its workers only when a model asks (see
-// `__loom::wait_for_start`). Per OS thread, like the futex twin's switch.
+// Per OS thread, like the futex twin's spurious-wake switch.
 #[cfg(loom)]
 std::thread_local!(pub(crate) static WAIT_FOR_START: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
-
-#[cfg(loom)]
-fn waits_for_start() -> bool {
-    WAIT_FOR_START.with(std::cell::Cell::get)
-}
 
 /// A thread failed to start: stop the ones that did and report the error.
 fn abandon(shared: &Shared, handles: Vec<thread::JoinHandle<()>>, e: std::io::Error) -> BuildError {
