@@ -4,6 +4,7 @@ use std::collections::HashSet;
 
 use crate::sync::deque::Worker;
 
+use crate::clock::Clock;
 use crate::error::BuildError;
 use crate::latch::CountLatch;
 use crate::metrics::Stats;
@@ -136,6 +137,7 @@ impl Builder {
             admission: Admission::new(self.capacity),
             lifecycle: Lifecycle::new(),
             timer: Timer::new(),
+            clock: Clock::real(),
             keys: Mutex::new(HashSet::new()),
             threads: Mutex::new(Vec::with_capacity(n + 1)),
             workers: n,

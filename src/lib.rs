@@ -82,6 +82,7 @@
 #![warn(missing_debug_implementations, unreachable_pub)]
 
 mod builder;
+mod clock;
 mod error;
 mod handle;
 mod join;

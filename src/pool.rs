@@ -273,7 +273,7 @@ impl Pool {
             .filter(|d| !d.is_zero() && admit != Admit::Inline);
         let deadline = cell.deadline();
         let now = if delay.is_some() || deadline.is_some() {
-            Instant::now()
+            shared.clock.now()
         } else {
             // Only read by tasks with a delay or deadline.
             cached_now()

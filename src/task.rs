@@ -468,7 +468,7 @@ impl<T: Send + 'static, B: Body<T>> Job for TaskCell<T, B> {
 
     fn run(self: Arc<Self>, shared: &crate::sync::Arc<Shared>) {
         let first = self.header.attempts.load(Ordering::Relaxed) == 0;
-        let expired = first && self.deadline_at().is_some_and(|d| Instant::now() >= d);
+        let expired = first && self.deadline_at().is_some_and(|d| shared.clock.now() >= d);
         let state = &self.header.state;
         let mut s = state.load(Ordering::Acquire);
         let (prev, target) = loop {

@@ -19,6 +19,11 @@
 //! tasks and pending retries run at their time; `shutdown_now()` makes it
 //! resolve every fire entry `Cancelled` and refuse new ones.
 //!
+//! Due times come from the pool's clock (`clock.rs`): the real clock on a
+//! pool with workers, a virtual one on inline and manual pools, whose
+//! executor (`manual.rs`) moves it and processes due entries itself instead
+//! of running this thread.
+//!
 //! Under loom there is no timer thread (loom has no clock): a fire entry is
 //! processed at once and deadlines are only checked by workers.
 
@@ -116,7 +121,7 @@ impl Timer {
         delay: Duration,
         job: StdArc<dyn Job>,
     ) -> Result<(), StdArc<dyn Job>> {
-        let due = Instant::now() + delay.min(MAX_DELAY);
+        let due = shared.clock.now() + delay.min(MAX_DELAY);
         let mut st = self.state.lock();
         if st.stopped || shared.stopping_now() {
             return Err(job);
@@ -223,7 +228,7 @@ pub(crate) fn run_timer(shared: Arc<Shared>) {
             st.heap.clear();
             return;
         }
-        let now = Instant::now();
+        let now = shared.clock.now();
         let next_due = st.heap.peek().map(|e| e.due);
         match next_due {
             Some(due) if due <= now => {

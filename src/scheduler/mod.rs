@@ -46,6 +46,7 @@ use std::time::Duration;
 use crossbeam_utils::CachePadded;
 
 use crate::builder::WhenFull;
+use crate::clock::Clock;
 use crate::metrics::{Counters, Event, Stats};
 use crate::sync::{fence, thread, AtomicBool, AtomicUsize, Mutex, Ordering};
 use crate::task::{Job, Priority};
@@ -75,6 +76,8 @@ pub(crate) struct Shared {
     pub(crate) admission: Admission,
     pub(crate) lifecycle: Lifecycle,
     pub(crate) timer: Timer,
+    /// Where the timer, deadlines and dispatch read the time.
+    pub(crate) clock: Clock,
     pub(crate) keys: Mutex<HashSet<String>>,
     pub(crate) threads: Mutex<Vec<thread::JoinHandle<()>>>,
     pub(crate) workers: usize,
