@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use crate::sync::deque::Worker;
 
 use crate::clock::Clock;
+use crate::dead_letter::{DeadLetter, DeadLetterHook};
 use crate::error::BuildError;
 use crate::latch::CountLatch;
 use crate::metrics::Stats;
@@ -54,6 +55,7 @@ pub struct Builder {
     capacity: Option<usize>,
     when_full: WhenFull,
     thread_name: String,
+    dead_letter: Option<DeadLetterHook>,
 }
 
 impl Default for Builder {
@@ -71,6 +73,7 @@ impl Builder {
             capacity: None,
             when_full: WhenFull::Block,
             thread_name: "runq".to_owned(),
+            dead_letter: None,
         }
     }
 
@@ -110,6 +113,41 @@ impl Builder {
         self
     }
 
+    /// Calls `hook` once for every task that fails for good: it ends
+    /// `Failed` with its attempts used up, or because its policy's
+    /// [`retry_if`](crate::Retry::retry_if) refused another attempt (not
+    /// when a cancel or `shutdown_now` stopped its retries). The hook runs
+    /// on the thread that resolved the task, after the task's handle is
+    /// resolved; a panic in it is caught and counted in
+    /// [`Metrics::callback_panics`](crate::Metrics::callback_panics).
+    /// [`Metrics::dead_lettered`](crate::Metrics::dead_lettered) counts
+    /// dead letters, hook or not.
+    ///
+    /// ```
+    /// use runq::{DeadLetter, Pool, Task};
+    /// use std::sync::{Arc, Mutex};
+    /// let dead = Arc::new(Mutex::new(Vec::<DeadLetter>::new()));
+    /// let sink = dead.clone();
+    /// let pool = Pool::builder()
+    ///     .workers(1)
+    ///     .on_dead_letter(move |d| sink.lock().unwrap().push(d.clone()))
+    ///     .build()?;
+    /// let h = pool.submit_task(Task::fallible(|| Err::<(), _>("disk full")).name("save"))?;
+    /// assert!(h.wait().is_err());
+    /// pool.shutdown();
+    /// let dead = dead.lock().unwrap();
+    /// assert_eq!(dead[0].name.as_deref(), Some("save"));
+    /// assert_eq!(dead[0].error, "disk full");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn on_dead_letter<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&DeadLetter) + Send + Sync + 'static,
+    {
+        self.dead_letter = Some(DeadLetterHook::new(hook));
+        self
+    }
+
     /// Starts the workers. Returns once every worker is running.
     pub fn build(self) -> Result<Pool, BuildError> {
         let n = self.workers.unwrap_or_else(|| num_cpus::get().max(1));
@@ -144,6 +182,7 @@ impl Builder {
             pinned: AtomicUsize::new(0),
             when_full: self.when_full,
             name: self.thread_name.clone(),
+            dead_letter: self.dead_letter.clone(),
         });
         let cores = if self.pin && !cfg!(loom) {
             core_affinity::get_core_ids().unwrap_or_default()

@@ -180,6 +180,7 @@ impl<T: 'static> fmt::Debug for Handle<T> {
         let header = self.cell.header();
         f.debug_struct("Handle")
             .field("id", &header.id)
+            .field("name", &self.cell.name())
             .field("status", &header.status())
             .finish()
     }

@@ -83,16 +83,20 @@
 
 mod builder;
 mod clock;
+mod dead_letter;
 mod error;
 mod handle;
+mod histogram;
 mod join;
 mod latch;
 mod metrics;
 mod pool;
+mod prometheus;
 mod retry;
 mod scheduler;
 mod scope;
 mod slot;
+mod stamp;
 mod sync;
 mod task;
 mod timer;
@@ -101,8 +105,10 @@ mod timer;
 mod unit_tests;
 
 pub use builder::{Builder, WhenFull, MAX_WORKERS};
+pub use dead_letter::DeadLetter;
 pub use error::{BuildError, SubmitError, TaskError, TrySubmitError};
 pub use handle::Handle;
+pub use histogram::Histogram;
 pub use join::join;
 pub use metrics::{Metrics, ShutdownReport};
 pub use pool::Pool;

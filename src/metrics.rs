@@ -9,14 +9,22 @@
 
 use crossbeam_utils::CachePadded;
 
+use crate::histogram::{Buckets, Histogram, Recorder};
+use crate::stamp::Calibration;
 use crate::sync::stat::AtomicU64;
 use crate::sync::Ordering;
+use crate::task::Priority;
 
 /// A snapshot of a pool's counters. All counts are since the pool was built.
 ///
 /// Once a pool is shut down, `submitted == completed + failed + cancelled + expired`.
+///
+/// [`Metrics::to_prometheus`] writes it in the Prometheus text format.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Metrics {
+    /// The pool's name: its [`thread_name`](crate::Builder::thread_name)
+    /// prefix (default `runq`); the `pool` label in the Prometheus text.
+    pub pool: String,
     /// Worker threads in the pool.
     pub workers: u64,
     /// Workers that were pinned to a core.
@@ -53,6 +61,18 @@ pub struct Metrics {
     pub delayed: u64,
     /// Tasks accepted and not yet in a terminal state.
     pub in_flight: u64,
+    /// Tasks handed to the dead-letter hook (or that would have been, had
+    /// one been set): see [`Builder::on_dead_letter`](crate::Builder::on_dead_letter).
+    pub dead_lettered: u64,
+    /// High tasks: from ready (submitted, or due after a delay or retry
+    /// backoff) to the start of the attempt, one value per attempt.
+    pub queue_wait_high: Histogram,
+    /// Normal tasks: ready to start, as `queue_wait_high`.
+    pub queue_wait_normal: Histogram,
+    /// Low tasks: ready to start, as `queue_wait_high`.
+    pub queue_wait_low: Histogram,
+    /// Every attempt of every task: start to end of the body.
+    pub run_time: Histogram,
 }
 
 /// What a shutdown saw: the pool's final counts.
@@ -100,16 +120,42 @@ pub(crate) enum Event {
     Stolen,
     Park,
     Wake,
+    DeadLettered,
 }
 
 const FLOW: usize = 5;
-const STATS: usize = 6;
+const STATS: usize = 7;
+
+/// The latency histograms a block records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Latency {
+    /// Queue wait of a High task.
+    WaitHigh,
+    WaitNormal,
+    WaitLow,
+    /// Run time of an attempt.
+    Run,
+}
+
+impl Latency {
+    #[inline]
+    pub(crate) fn wait(priority: Priority) -> Latency {
+        match priority {
+            Priority::High => Latency::WaitHigh,
+            Priority::Normal => Latency::WaitNormal,
+            Priority::Low => Latency::WaitLow,
+        }
+    }
+}
+
+const LATENCIES: usize = 4;
 
 /// One block of counters.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     flow: [crate::sync::AtomicU64; FLOW],
     stats: [AtomicU64; STATS],
+    latency: [Recorder; LATENCIES],
 }
 
 impl Counters {
@@ -144,15 +190,46 @@ impl Counters {
 #[derive(Debug)]
 pub(crate) struct Stats {
     blocks: Box<[CachePadded<Counters>]>,
+    /// The stamp clock and the histogram bounds in its units.
+    clock: &'static Calibration,
+    buckets: Buckets,
 }
 
 impl Stats {
     pub(crate) fn new(workers: usize) -> Stats {
+        let clock = crate::stamp::calibrate();
         Stats {
             blocks: (0..=workers)
                 .map(|_| CachePadded::new(Counters::default()))
                 .collect(),
+            clock,
+            buckets: Buckets::new(clock),
         }
+    }
+
+    /// The clock the latency stamps come from.
+    #[inline]
+    pub(crate) fn clock(&self) -> &'static Calibration {
+        self.clock
+    }
+
+    /// Records `ticks` (stamp units) in histogram `which` of worker
+    /// `index`'s block (its only writer), or of the shared block.
+    #[inline]
+    pub(crate) fn record(&self, index: Option<usize>, which: Latency, ticks: u64) {
+        let bucket = self.buckets.index(ticks);
+        let last = self.blocks.len() - 1;
+        let exclusive = index.is_some_and(|i| i < last);
+        self.block(index).latency[which as usize].record(bucket, ticks, exclusive);
+    }
+
+    /// Histogram `which`, merged over all blocks, in nanoseconds.
+    pub(crate) fn histogram(&self, which: Latency) -> Histogram {
+        let mut h = Histogram::default();
+        for b in self.blocks.iter() {
+            b.latency[which as usize].add_to(&mut h, self.clock);
+        }
+        h
     }
 
     /// The block for worker `index`, or the shared block for `None`.

@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::builder::{Builder, WhenFull};
 use crate::error::{BuildError, SubmitError, TrySubmitError};
 use crate::handle::Handle;
-use crate::metrics::{Event, Metrics, ShutdownReport};
+use crate::metrics::{Event, Latency, Metrics, ShutdownReport};
 use crate::scheduler::worker::WorkerThread;
 use crate::scheduler::Shared;
 use crate::scope::Scope;
@@ -405,6 +405,7 @@ fn cached_now() -> Instant {
 fn metrics(shared: &Shared) -> Metrics {
     let s = &shared.stats;
     Metrics {
+        pool: shared.name.clone(),
         workers: shared.workers as u64,
         pinned_workers: shared.pinned.load(crate::sync::Ordering::Relaxed) as u64,
         submitted: s.sum(Event::Submitted),
@@ -423,6 +424,11 @@ fn metrics(shared: &Shared) -> Metrics {
         queued_low: shared.lanes.low.len() as u64,
         delayed: shared.timer.pending() as u64,
         in_flight: shared.in_flight(),
+        dead_lettered: s.sum(Event::DeadLettered),
+        queue_wait_high: s.histogram(Latency::WaitHigh),
+        queue_wait_normal: s.histogram(Latency::WaitNormal),
+        queue_wait_low: s.histogram(Latency::WaitLow),
+        run_time: s.histogram(Latency::Run),
     }
 }
 

@@ -4,7 +4,15 @@
 //! runs, the first included) and how long to wait before each re-run. The
 //! wait happens in the pool's timer, never in a worker: a backing-off task
 //! holds no thread.
+//!
+//! A predicate ([`Retry::retry_if`]) may refuse a further attempt for an
+//! error that retrying cannot fix: the task then ends `Failed` at once, with
+//! no backoff wait, and becomes a dead letter (see `dead_letter`).
 
+use std::error::Error;
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How a backoff delay is randomized.
@@ -43,6 +51,28 @@ pub struct Retry {
     curve: Curve,
     max_delay: Option<Duration>,
     jitter: Jitter,
+    retry_if: Option<RetryIf>,
+}
+
+type Predicate = dyn Fn(&(dyn Error + 'static)) -> bool + Send + Sync + 'static;
+
+/// A [`Retry::retry_if`] predicate. Two policies are equal only if they
+/// share the same predicate (a clone of one policy).
+#[derive(Clone)]
+struct RetryIf(Arc<Predicate>);
+
+impl PartialEq for RetryIf {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for RetryIf {}
+
+impl fmt::Debug for RetryIf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RetryIf(..)")
+    }
 }
 
 impl Default for Retry {
@@ -60,6 +90,7 @@ impl Retry {
             curve: Curve::Fixed,
             max_delay: None,
             jitter: Jitter::Equal,
+            retry_if: None,
         }
     }
 
@@ -94,6 +125,45 @@ impl Retry {
     pub fn jitter(mut self, jitter: Jitter) -> Retry {
         self.jitter = jitter;
         self
+    }
+
+    /// Retries only errors for which `pred` returns true; on false (or if
+    /// `pred` panics) the task ends [`TaskError::Failed`](crate::TaskError::Failed)
+    /// at once, with no further attempt and no backoff wait. A panic in the
+    /// task body reaches `pred` as an error whose text is the panic message.
+    ///
+    /// ```
+    /// use runq::{Pool, Retry, Task, TaskError};
+    /// use std::time::Duration;
+    /// let pool = Pool::builder().workers(1).build()?;
+    /// let h = pool.submit_task(
+    ///     Task::fallible(|| Err::<(), _>("permanent: bad input"))
+    ///         .retry(Retry::fixed(5, Duration::from_millis(1))
+    ///             .retry_if(|e| !e.to_string().starts_with("permanent"))),
+    /// )?;
+    /// assert!(matches!(h.wait(), Err(TaskError::Failed { attempts: 1, .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn retry_if<P>(mut self, pred: P) -> Retry
+    where
+        P: Fn(&(dyn Error + 'static)) -> bool + Send + Sync + 'static,
+    {
+        self.retry_if = Some(RetryIf(Arc::new(pred)));
+        self
+    }
+
+    /// Whether `error` may be retried: true without a predicate; false if
+    /// the predicate says so or panics.
+    pub(crate) fn allows(&self, error: &(dyn Error + 'static)) -> bool {
+        match &self.retry_if {
+            None => true,
+            Some(p) => catch_unwind(AssertUnwindSafe(|| (p.0)(error))).unwrap_or(false),
+        }
+    }
+
+    /// Whether a predicate is set (a panic then needs an error value).
+    pub(crate) fn has_predicate(&self) -> bool {
+        self.retry_if.is_some()
     }
 
     /// How many runs the policy allows, the first included.

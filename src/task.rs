@@ -18,8 +18,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::dead_letter::DeadLetter;
 use crate::error::{panic_message, BoxError, TaskError};
-use crate::metrics::Event;
+use crate::metrics::{Event, Latency};
 use crate::retry::Retry;
 use crate::scheduler::Shared;
 use crate::slot::*;
@@ -139,6 +140,7 @@ pub(crate) trait Job: Send + Sync + 'static {
     fn delay(&self) -> Option<Duration>;
     fn deadline(&self) -> Option<Duration>;
     fn key(&self) -> Option<&str>;
+    fn name(&self) -> Option<&str>;
     /// Called once, while the cell is still unshared, at submission.
     fn prepare(&mut self, now: Instant, initial: u32);
 }
@@ -157,6 +159,10 @@ pub(crate) struct Header {
     pub(crate) priority: Priority,
     /// Runs started. Written only by the owner of the RUNNING state.
     attempts: crate::sync::AtomicU32,
+    /// When it last became ready (a stamp, see `stamp`): written before
+    /// each push to a lane, read by the worker that starts it (the queue
+    /// orders the two). 0: it runs where it was submitted, with no wait.
+    pub(crate) ready: crate::sync::stat::AtomicU64,
 }
 
 impl Header {
@@ -166,6 +172,7 @@ impl Header {
             id: TaskId::next(),
             priority: Priority::Normal,
             attempts: crate::sync::AtomicU32::new(0),
+            ready: crate::sync::stat::AtomicU64::new(0),
         }
     }
 
@@ -207,6 +214,7 @@ pub(crate) struct Extra<T> {
     deadline: Option<Duration>,
     deadline_at: Option<Instant>,
     key: Option<String>,
+    name: Option<String>,
     on_complete: UnsafeCell<Option<Callback<T>>>,
     guard: UnsafeCell<Option<Guard>>,
 }
@@ -222,6 +230,7 @@ impl<T> Default for Extra<T> {
             deadline: None,
             deadline_at: None,
             key: None,
+            name: None,
             on_complete: UnsafeCell::new(None),
             guard: UnsafeCell::new(None),
         }
@@ -301,8 +310,16 @@ impl<T: Send + 'static, B: Body<T>> TaskCell<T, B> {
     }
 
     /// Resolves the task. The caller owns the state word: it won the CAS
-    /// into RUNNING (`from_running`) or into the terminal `code`.
-    fn finish(&self, shared: &Shared, code: u32, result: Result<T, TaskError>, from_running: bool) {
+    /// into RUNNING (`from_running`) or into the terminal `code`. A dead
+    /// letter goes to the pool's hook once the handle is resolved.
+    fn finish(
+        &self,
+        shared: &Shared,
+        code: u32,
+        result: Result<T, TaskError>,
+        from_running: bool,
+        dead: Option<DeadLetter>,
+    ) {
         // SAFETY: the caller owns the state word and DONE is not set.
         unsafe { self.slot.write(result) };
         let state = &self.header.state;
@@ -333,6 +350,8 @@ impl<T: Send + 'static, B: Body<T>> TaskCell<T, B> {
                         shared.stats_here().add(Event::CallbackPanic, 1);
                         drop_payload(payload);
                     }
+                    // User code ran after the attempt's end stamp.
+                    crate::stamp::forget_boundary();
                 }
                 state.fetch_or(DONE, Ordering::AcqRel)
             }
@@ -346,6 +365,9 @@ impl<T: Send + 'static, B: Body<T>> TaskCell<T, B> {
         }
         if old & HELPER != 0 {
             shared.notify_all();
+        }
+        if let Some(letter) = dead {
+            shared.dead_letter(&letter);
         }
         shared.task_finished(match code {
             SUCCEEDED => Event::Completed,
@@ -362,7 +384,9 @@ impl<T: Send + 'static, B: Body<T>> TaskCell<T, B> {
             Some(e) if B::REPEATABLE => e.retry.attempts(),
             _ => 1,
         };
-        if runs < allowed && !shared.stopping_now() {
+        // A retry_if predicate that refuses ends the task at once.
+        let refused = runs < allowed && !self.retry_allowed(&error);
+        if runs < allowed && !refused && !shared.stopping_now() {
             // RUNNING -> RETRYING only while no cancel is requested, in one
             // CAS: a cancel() that returned false (it saw RUNNING) always
             // stops the retries, and one that comes later sees RETRYING and
@@ -391,7 +415,19 @@ impl<T: Send + 'static, B: Body<T>> TaskCell<T, B> {
             }
         }
         // A run that ended, cancelled or not, resolves with its real
-        // outcome; cancellation only stops the retries.
+        // outcome; cancellation only stops the retries. Used up or refused
+        // attempts make a dead letter; stopped ones (cancel, shutdown_now)
+        // do not.
+        let dead = (runs >= allowed || refused).then(|| DeadLetter {
+            id: self.header.id,
+            name: self.name().map(str::to_owned),
+            key: self.key().map(str::to_owned),
+            attempts: runs,
+            error: match &error {
+                Failure::Panic(msg) => msg.clone(),
+                Failure::Error(e) => e.to_string(),
+            },
+        });
         let err = match error {
             Failure::Panic(msg) if allowed == 1 => TaskError::Panicked(msg),
             Failure::Panic(msg) => TaskError::Failed {
@@ -403,7 +439,24 @@ impl<T: Send + 'static, B: Body<T>> TaskCell<T, B> {
                 error,
             },
         };
-        self.finish(shared, FAILED, Err(err), true);
+        self.finish(shared, FAILED, Err(err), true, dead);
+    }
+
+    /// Whether the retry policy's predicate lets `error` be retried.
+    fn retry_allowed(&self, error: &Failure) -> bool {
+        let Some(extra) = &self.extra else {
+            return true;
+        };
+        if !extra.retry.has_predicate() {
+            return true;
+        }
+        match error {
+            Failure::Error(e) => extra.retry.allows(&**e),
+            Failure::Panic(msg) => {
+                let e: BoxError = msg.clone().into();
+                extra.retry.allows(&*e)
+            }
+        }
     }
 }
 
@@ -496,8 +549,10 @@ impl<T: Send + 'static, B: Body<T>> Job for TaskCell<T, B> {
             shared.admission.release(1);
         }
         match target {
-            CANCELLED => return self.finish(shared, CANCELLED, Err(TaskError::Cancelled), false),
-            EXPIRED => return self.finish(shared, EXPIRED, Err(TaskError::Expired), false),
+            CANCELLED => {
+                return self.finish(shared, CANCELLED, Err(TaskError::Cancelled), false, None)
+            }
+            EXPIRED => return self.finish(shared, EXPIRED, Err(TaskError::Expired), false, None),
             _ => {}
         }
         // Only the owner of RUNNING writes the count: no read-modify-write needed.
@@ -507,20 +562,46 @@ impl<T: Send + 'static, B: Body<T>> Job for TaskCell<T, B> {
             if let Some(extra) = &self.extra {
                 // SAFETY: we own RUNNING; the guard cell is ours.
                 if let Some(guard) = extra.guard.with_mut(|p| unsafe { (*p).take() }) {
-                    if !catch_unwind(AssertUnwindSafe(guard)).unwrap_or(false) {
-                        return self.finish(shared, CANCELLED, Err(TaskError::Cancelled), true);
+                    let pass = catch_unwind(AssertUnwindSafe(guard)).unwrap_or(false);
+                    // User code ran: the start stamp must be fresh.
+                    crate::stamp::forget_boundary();
+                    if !pass {
+                        return self.finish(
+                            shared,
+                            CANCELLED,
+                            Err(TaskError::Cancelled),
+                            true,
+                            None,
+                        );
                     }
                 }
             }
         }
+        // Latency: ready -> start (queue wait), start -> end (run time).
+        let clock = shared.stats.clock();
+        let worker = shared.worker_here();
+        let start = crate::stamp::take_boundary(clock);
+        let ready = self.header.ready.load(Ordering::Relaxed);
+        let wait = if ready == 0 {
+            0
+        } else {
+            start.saturating_sub(ready)
+        };
+        let priority = self.header.priority;
+        shared.stats.record(worker, Latency::wait(priority), wait);
         let previous = CURRENT_TASK.with(|c| c.replace(&self.header.state as *const Futex));
         // SAFETY: we own RUNNING, so the body is ours until we give it up.
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             self.body.with_mut(|b| unsafe { (*b).call() })
         }));
         CURRENT_TASK.with(|c| c.set(previous));
+        let end = clock.now();
+        shared
+            .stats
+            .record(worker, Latency::Run, end.saturating_sub(start));
+        crate::stamp::set_boundary(end);
         match outcome {
-            Ok(Ok(value)) => self.finish(shared, SUCCEEDED, Ok(value), true),
+            Ok(Ok(value)) => self.finish(shared, SUCCEEDED, Ok(value), true, None),
             Ok(Err(error)) => self.attempt_failed(shared, Failure::Error(error)),
             Err(payload) => {
                 shared.stats_here().add(Event::Panicked, 1);
@@ -560,7 +641,7 @@ impl<T: Send + 'static, B: Body<T>> Job for TaskCell<T, B> {
         if prev & ADMITTED != 0 {
             shared.admission.release(1);
         }
-        self.finish(shared, target, Err(error), false);
+        self.finish(shared, target, Err(error), false, None);
         true
     }
 
@@ -574,6 +655,10 @@ impl<T: Send + 'static, B: Body<T>> Job for TaskCell<T, B> {
 
     fn key(&self) -> Option<&str> {
         self.extra.as_ref().and_then(|e| e.key.as_deref())
+    }
+
+    fn name(&self) -> Option<&str> {
+        self.extra.as_ref().and_then(|e| e.name.as_deref())
     }
 
     fn prepare(&mut self, now: Instant, initial: u32) {
@@ -692,6 +777,14 @@ impl<T: Send + 'static> Task<T> {
         self
     }
 
+    /// A name for logs: it appears in the handle's `Debug`, in dead letters
+    /// and (with the `tracing` feature) in the `task.name` field. Never a
+    /// metric label: names are unbounded, label values must not be.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.extra().name = Some(name.into());
+        self
+    }
+
     /// Runs `cb` exactly once with the outcome, whatever it is, before any
     /// `wait` on the task returns. A panic in `cb` is caught and counted.
     pub fn on_complete<C>(mut self, cb: C) -> Self
@@ -721,6 +814,7 @@ impl<T: 'static> fmt::Debug for Task<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Task")
             .field("id", &self.cell.header().id)
+            .field("name", &self.cell.name())
             .field("priority", &self.cell.header().priority)
             .field("key", &self.cell.key())
             .finish_non_exhaustive()

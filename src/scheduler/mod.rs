@@ -47,6 +47,7 @@ use crossbeam_utils::CachePadded;
 
 use crate::builder::WhenFull;
 use crate::clock::Clock;
+use crate::dead_letter::{DeadLetter, DeadLetterHook};
 use crate::metrics::{Counters, Event, Stats};
 use crate::sync::{fence, thread, AtomicBool, AtomicUsize, Mutex, Ordering};
 use crate::task::{Job, Priority};
@@ -84,6 +85,7 @@ pub(crate) struct Shared {
     pub(crate) pinned: AtomicUsize,
     pub(crate) when_full: WhenFull,
     pub(crate) name: String,
+    pub(crate) dead_letter: Option<DeadLetterHook>,
 }
 
 impl fmt::Debug for Shared {
@@ -96,6 +98,24 @@ impl fmt::Debug for Shared {
 }
 
 impl Shared {
+    /// The index of the calling thread if it is one of this pool's workers.
+    #[inline]
+    pub(crate) fn worker_here(&self) -> Option<usize> {
+        WorkerThread::current_of(self).map(|w| w.index)
+    }
+
+    /// A task failed for good: count it and hand it to the hook.
+    pub(crate) fn dead_letter(&self, letter: &DeadLetter) {
+        let block = self.stats_here();
+        block.add(Event::DeadLettered, 1);
+        if let Some(hook) = &self.dead_letter {
+            if !hook.call(letter) {
+                block.add(Event::CallbackPanic, 1);
+            }
+            crate::stamp::forget_boundary();
+        }
+    }
+
     /// The counter block of the calling thread.
     #[inline]
     pub(crate) fn stats_here(&self) -> &Counters {
@@ -129,6 +149,9 @@ impl Shared {
     /// Normal work goes to that worker's deque; otherwise to the lane's
     /// injector.
     pub(crate) fn push(&self, job: StdArc<dyn Job>, priority: Priority) {
+        job.header()
+            .ready
+            .store(self.stats.clock().now(), Ordering::Relaxed);
         let job = JobRef::Task(job);
         match priority {
             Priority::High => self.lanes.high.push(job),

@@ -156,10 +156,16 @@ impl WorkerThread {
                     task.run(&self.shared);
                 }
             }
-            JobRef::Heap(f) => f(&self.shared),
-            // SAFETY: a StackRef is only created by `join` below, which keeps
-            // the job alive until it is executed or popped back.
-            JobRef::Stack(r) => unsafe { (r.exec)(r.ptr, &self.shared) },
+            JobRef::Heap(f) => {
+                f(&self.shared);
+                crate::stamp::forget_boundary();
+            }
+            JobRef::Stack(r) => {
+                // SAFETY: a StackRef is only created by `join` below, which
+                // keeps the job alive until it is executed or popped back.
+                unsafe { (r.exec)(r.ptr, &self.shared) };
+                crate::stamp::forget_boundary();
+            }
         }
     }
 
@@ -173,6 +179,8 @@ impl WorkerThread {
             // the interleavings without adding a protocol step.
             return None;
         }
+        // Time passes unstamped: the next attempt takes a fresh start stamp.
+        crate::stamp::forget_boundary();
         let backoff = Backoff::new();
         while !backoff.is_completed() {
             backoff.snooze();
@@ -410,6 +418,7 @@ pub(crate) fn run_worker(
         ticks: Cell::new(0),
     };
     CURRENT.with(|c| c.set(&worker));
+    crate::stamp::enter_worker();
     started.done_one(&worker.shared);
     drop(started);
     worker.main_loop();
