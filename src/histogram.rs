@@ -183,7 +183,7 @@ pub(crate) struct Buckets {
 
 impl Buckets {
     pub(crate) fn new(cal: &Calibration) -> Buckets {
-        let bounds = BOUNDS_NANOS.map(|ns| cal.from_nanos(ns).max(1));
+        let bounds = BOUNDS_NANOS.map(|ns| cal.ticks_of_nanos(ns).max(1));
         let mut by_octave = [FINITE as u8; 65];
         for (octave, slot) in by_octave.iter_mut().enumerate() {
             // Values of this octave are >= 2^(octave - 1) (octave 0 is v = 0).
@@ -357,7 +357,7 @@ mod tests {
         let cal = crate::stamp::calibrate();
         let b = Buckets::new(cal);
         let (r1, r2) = (Recorder::default(), Recorder::default());
-        let v = cal.from_nanos(3_000);
+        let v = cal.ticks_of_nanos(3_000);
         r1.record(b.index(v), v, true);
         r2.record(b.index(v), v, false);
         let mut h = Histogram::default();

@@ -36,8 +36,11 @@ struct Family {
     name: &'static str,
     kind: Kind,
     help: &'static str,
-    samples: fn(&Metrics) -> Vec<(Option<(&'static str, &'static str)>, Value<'_>)>,
+    samples: fn(&Metrics) -> Vec<Sample<'_>>,
 }
+
+/// A sample: its extra label (beside `pool`), if any, and its value.
+type Sample<'a> = (Option<(&'static str, &'static str)>, Value<'a>);
 
 enum Value<'a> {
     Int(u64),

@@ -97,7 +97,7 @@ impl Calibration {
     }
 
     /// Nanoseconds as stamp units (rounded to nearest).
-    pub(crate) fn from_nanos(&self, nanos: u64) -> u64 {
+    pub(crate) fn ticks_of_nanos(&self, nanos: u64) -> u64 {
         if self.tsc {
             (nanos as f64 / self.ns_per_tick).round() as u64
         } else {
