@@ -8,6 +8,7 @@ use crate::clock::Clock;
 use crate::dead_letter::{DeadLetter, DeadLetterHook};
 use crate::error::BuildError;
 use crate::latch::CountLatch;
+use crate::manual::{Driven, ManualDriver};
 use crate::metrics::Stats;
 use crate::pool::Pool;
 use crate::scheduler::lanes::{Admission, Lanes};
@@ -56,6 +57,7 @@ pub struct Builder {
     when_full: WhenFull,
     thread_name: String,
     dead_letter: Option<DeadLetterHook>,
+    inline: bool,
 }
 
 impl Default for Builder {
@@ -74,6 +76,7 @@ impl Builder {
             when_full: WhenFull::Block,
             thread_name: "runq".to_owned(),
             dead_letter: None,
+            inline: false,
         }
     }
 
@@ -148,8 +151,64 @@ impl Builder {
         self
     }
 
-    /// Starts the workers. Returns once every worker is running.
-    pub fn build(self) -> Result<Pool, BuildError> {
+    /// Makes [`build`](Self::build) return an *inline* pool, for tests: it
+    /// starts no thread, and every submission runs to a terminal state on
+    /// the calling thread before `submit` returns. Delays and retry backoffs
+    /// move the pool's virtual clock instead of sleeping (a ten-minute
+    /// backoff costs nothing), and deadlines are measured on that clock.
+    /// Everything else (keys, guards, batches, callbacks, retries, panics,
+    /// metrics, shutdown) takes the same code as on workers; the `manual`
+    /// module docs list the few differences (`join` and `scope` run their
+    /// closures one after the other, priorities are strict). The worker
+    /// settings are checked as usual and otherwise ignored.
+    ///
+    /// ```
+    /// use runq::{Pool, Retry, Task, Jitter};
+    /// use std::time::Duration;
+    ///
+    /// let pool = Pool::builder().inline().build()?;
+    /// let h = pool.submit_task(
+    ///     Task::fallible({
+    ///         let mut calls = 0;
+    ///         move || { calls += 1; if calls < 3 { Err("down") } else { Ok(calls) } }
+    ///     })
+    ///     .retry(Retry::fixed(3, Duration::from_secs(600)).jitter(Jitter::None)),
+    /// )?;
+    /// assert!(h.is_finished()); // two ten-minute backoffs, no time spent
+    /// assert_eq!(h.wait()?, 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn inline(mut self) -> Self {
+        self.inline = true;
+        self
+    }
+
+    /// Builds a *manual* pool, for tests, and the [`ManualDriver`] that runs
+    /// it: no thread starts, and nothing runs until the driver says so
+    /// (see [`ManualDriver`] for the exact semantics). Hand the pool to the
+    /// code under test; keep the driver in the test. With
+    /// [`inline`](Self::inline) this is [`BuildError::InlineAndManual`].
+    ///
+    /// ```
+    /// use runq::Pool;
+    /// let (pool, driver) = Pool::builder().build_manual()?;
+    /// let h = pool.submit(|| 2 + 2)?;
+    /// assert!(!h.is_finished());
+    /// assert_eq!(driver.run_until_idle(), 1);
+    /// assert_eq!(h.wait()?, 4);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn build_manual(self) -> Result<(Pool, ManualDriver), BuildError> {
+        if self.inline {
+            return Err(BuildError::InlineAndManual);
+        }
+        self.validate()?;
+        let pool = Pool::from_shared(self.shared(&[], Some(Driven::new(false))));
+        Ok((pool.clone(), ManualDriver::new(pool)))
+    }
+
+    /// Every setting checked; the number of workers.
+    fn validate(&self) -> Result<usize, BuildError> {
         let n = self.workers.unwrap_or_else(|| num_cpus::get().max(1));
         if n == 0 {
             return Err(BuildError::ZeroWorkers);
@@ -164,18 +223,30 @@ impl Builder {
             return Err(BuildError::ZeroCapacity);
         }
         if self.thread_name.contains('\0') {
-            return Err(BuildError::InvalidThreadName(self.thread_name));
+            return Err(BuildError::InvalidThreadName(self.thread_name.clone()));
         }
-        let locals: Vec<Worker<JobRef>> = (0..n).map(|_| Worker::new_lifo()).collect();
-        let shared = Arc::new(Shared {
-            lanes: Lanes::new(&locals),
+        Ok(n)
+    }
+
+    /// The state a pool shares: with a worker deque per entry of `locals`,
+    /// or with no worker and the `driven` executor.
+    fn shared(&self, locals: &[Worker<JobRef>], driven: Option<Driven>) -> Arc<Shared> {
+        let n = locals.len();
+        let clock = if driven.is_some() {
+            Clock::virtual_clock()
+        } else {
+            Clock::real()
+        };
+        Arc::new(Shared {
+            lanes: Lanes::new(locals),
             sleep: EventCount::new(),
             searching: crossbeam_utils::CachePadded::new(AtomicUsize::new(0)),
             stats: Stats::new(n),
             admission: Admission::new(self.capacity),
             lifecycle: Lifecycle::new(),
             timer: Timer::new(),
-            clock: Clock::real(),
+            clock,
+            driven,
             keys: Mutex::new(HashSet::new()),
             threads: Mutex::new(Vec::with_capacity(n + 1)),
             workers: n,
@@ -183,7 +254,18 @@ impl Builder {
             when_full: self.when_full,
             name: self.thread_name.clone(),
             dead_letter: self.dead_letter.clone(),
-        });
+        })
+    }
+
+    /// Starts the workers. Returns once every worker is running. (With
+    /// [`inline`](Self::inline): builds an inline pool, which has none.)
+    pub fn build(self) -> Result<Pool, BuildError> {
+        let n = self.validate()?;
+        if self.inline {
+            return Ok(Pool::from_shared(self.shared(&[], Some(Driven::new(true)))));
+        }
+        let locals: Vec<Worker<JobRef>> = (0..n).map(|_| Worker::new_lifo()).collect();
+        let shared = self.shared(&locals, None);
         let cores = if self.pin && !cfg!(loom) {
             core_affinity::get_core_ids().unwrap_or_default()
         } else {

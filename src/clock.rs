@@ -37,8 +37,6 @@ struct VirtualTime {
     elapsed: Mutex<Duration>,
 }
 
-// The virtual half is driven by the test-mode executor (`manual.rs`).
-#[allow(dead_code)]
 impl Clock {
     /// The real monotonic clock.
     pub(crate) fn real() -> Clock {
@@ -62,11 +60,6 @@ impl Clock {
             None => Instant::now(),
             Some(v) => v.start + *v.elapsed.lock(),
         }
-    }
-
-    /// Whether this clock is virtual.
-    pub(crate) fn is_virtual(&self) -> bool {
-        self.virtual_time.is_some()
     }
 
     /// Virtual time elapsed since the clock was made (zero for the real clock).
@@ -108,7 +101,6 @@ mod tests {
     #[test]
     fn the_real_clock_ignores_advances() {
         let clock = Clock::real();
-        assert!(!clock.is_virtual());
         let before = Instant::now();
         clock.advance_to(before + Duration::from_secs(3600));
         assert!(clock.now() < before + Duration::from_secs(3600));

@@ -28,6 +28,10 @@ pub enum BuildError {
     InvalidThreadName(String),
     /// The operating system refused to start a worker thread.
     Spawn(std::io::Error),
+    /// `inline()` and `build_manual()` together: they are two different
+    /// test modes (one runs every task at submission, the other only when
+    /// the driver says so); pick one.
+    InlineAndManual,
 }
 
 impl fmt::Display for BuildError {
@@ -45,6 +49,9 @@ impl fmt::Display for BuildError {
                 write!(f, "thread name {name:?} contains a NUL byte")
             }
             BuildError::Spawn(e) => write!(f, "could not start a worker thread: {e}"),
+            BuildError::InlineAndManual => {
+                f.write_str("inline() and build_manual() are two different test modes")
+            }
         }
     }
 }
@@ -137,6 +144,12 @@ pub enum TaskError {
     Expired,
     /// The pool went away before the task could be resolved.
     ShutDown,
+    /// [`Handle::wait`](crate::Handle::wait) on a manual pool's task that is
+    /// not finished, from a thread that is not driving the pool (or, inside
+    /// a task, on one that is not ready to run): nothing would run it while
+    /// the caller blocks. The task itself is untouched; run it with the
+    /// [`ManualDriver`](crate::ManualDriver).
+    NotDriven,
 }
 
 impl TaskError {
@@ -156,6 +169,9 @@ impl fmt::Display for TaskError {
             TaskError::Cancelled => f.write_str("task was cancelled"),
             TaskError::Expired => f.write_str("task deadline passed before it started"),
             TaskError::ShutDown => f.write_str("the pool shut down before the task resolved"),
+            TaskError::NotDriven => {
+                f.write_str("waited on a manual pool's task that nothing is running")
+            }
         }
     }
 }

@@ -42,10 +42,15 @@ impl<T: Send + 'static> Handle<T> {
     /// pool's own workers it runs other jobs meanwhile, so a task that
     /// submits work and waits for it cannot deadlock the pool, even with
     /// one worker.
+    ///
+    /// On a manual pool (see [`ManualDriver`](crate::ManualDriver)) it never
+    /// blocks: an unfinished task gives [`TaskError::NotDriven`]. On an
+    /// inline pool the task is normally finished already.
     pub fn wait(self) -> Result<T, TaskError> {
         match self.wait_deadline(None) {
             Ok(r) => r,
-            Err(h) => h.take_output(), // unreachable without a deadline
+            // Only a manual pool gives up without a deadline.
+            Err(_) => Err(TaskError::NotDriven),
         }
     }
 
@@ -68,9 +73,10 @@ impl<T: Send + 'static> Handle<T> {
 
     fn wait_deadline(self, deadline: Option<Instant>) -> Result<Result<T, TaskError>, Handle<T>> {
         let header = self.cell.header();
-        let done = match WorkerThread::current_of(&self.shared) {
-            Some(worker) => worker.wait_until(header, deadline),
-            None => wait_done(&header.state, DONE, WAITER, deadline),
+        let done = match (WorkerThread::current_of(&self.shared), &self.shared.driven) {
+            (Some(worker), _) => worker.wait_until(header, deadline),
+            (None, Some(driven)) => driven.wait(&self.shared, header, deadline),
+            (None, None) => wait_done(&header.state, DONE, WAITER, deadline),
         };
         if done {
             Ok(self.take_output())

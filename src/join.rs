@@ -88,7 +88,8 @@ where
     if let Some(worker) = WorkerThread::current_of(shared) {
         return worker.join(a, b);
     }
-    if shared.enter(1).is_err() {
+    // An inline or manual pool has no other thread: both run here.
+    if shared.driven.is_some() || shared.enter(1).is_err() {
         return sequential(a, b);
     }
     let cold: Arc<Cold<A, B, (RA, RB)>> = Arc::new(Cold {

@@ -69,6 +69,27 @@
 //! - **Bad input is a typed error**: [`BuildError`], [`SubmitError`],
 //!   [`TaskError`], never a panic or a hang.
 //!
+//! ## Testing code that uses a pool
+//!
+//! Two test modes run the same engine with no worker thread, on a virtual
+//! clock: [`Builder::inline`] (every submission has finished when `submit`
+//! returns; delays and backoffs cost no real time) and
+//! [`Builder::build_manual`] (nothing runs until the [`ManualDriver`] says
+//! so, and the clock moves only by [`ManualDriver::advance`]), so a test
+//! can assert exactly what has run at each virtual instant.
+//!
+//! ```
+//! use runq::{Pool, Task};
+//! use std::time::Duration;
+//!
+//! let (pool, driver) = Pool::builder().build_manual()?;
+//! let h = pool.submit_task(Task::new(|| "done").delay(Duration::from_secs(30)))?;
+//! driver.advance(Duration::from_secs(30));
+//! assert_eq!(driver.run_until_idle(), 1);
+//! assert_eq!(h.wait()?, "done");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! ## What it costs
 //!
 //! One heap allocation per task (closure, header and result slot together);
@@ -89,6 +110,7 @@ mod handle;
 mod histogram;
 mod join;
 mod latch;
+mod manual;
 mod metrics;
 mod pool;
 mod prometheus;
@@ -110,6 +132,7 @@ pub use error::{BuildError, SubmitError, TaskError, TrySubmitError};
 pub use handle::Handle;
 pub use histogram::Histogram;
 pub use join::join;
+pub use manual::ManualDriver;
 pub use metrics::{Metrics, ShutdownReport};
 pub use pool::Pool;
 pub use retry::{Jitter, Retry};

@@ -16,6 +16,8 @@ use crate::sync::Arc;
 use crate::task::{Job, Once, Priority, Task, TaskCell, TaskJob};
 
 /// A pool of worker threads. Cheap to clone; every clone is the same pool.
+/// (For tests, a pool may also run without threads, on a virtual clock: see
+/// [`Builder::inline`] and [`Builder::build_manual`].)
 ///
 /// Dropping the last clone shuts the pool down as [`Pool::shutdown`] does
 /// (queued, delayed and retrying tasks still run). When that last clone is
@@ -69,7 +71,7 @@ impl Pool {
     }
 
     #[inline]
-    fn shared(&self) -> &Arc<Shared> {
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.inner.shared
     }
 
@@ -120,6 +122,7 @@ impl Pool {
         } else {
             shared.push(cell, Priority::Normal);
         }
+        self.submitted();
         Ok(handle)
     }
 
@@ -190,13 +193,25 @@ impl Pool {
             }
             self.leave(n);
         })?;
-        Ok(cells
+        let handles = cells
             .into_iter()
             .map(|cell| {
                 self.dispatch(cell, admit, true)
                     .expect("dispatch returns a handle when asked")
             })
-            .collect())
+            .collect();
+        self.submitted();
+        Ok(handles)
+    }
+
+    /// After accepted tasks were dispatched: an inline pool runs them now
+    /// (see `manual.rs`); a pool with workers has nothing to do.
+    #[inline]
+    fn submitted(&self) {
+        let shared = self.shared();
+        if let Some(driven) = &shared.driven {
+            driven.submitted(shared);
+        }
     }
 
     /// Counts tasks in, or refuses because the pool is closed.
@@ -212,11 +227,16 @@ impl Pool {
     /// pool and the pool is bounded.
     fn admit(&self, n: usize, may_block: bool) -> Result<Admit, SubmitError> {
         let shared = self.shared();
-        if !shared.admission.is_bounded() || WorkerThread::current_of(shared).is_some() {
+        if !shared.admission.is_bounded()
+            || WorkerThread::current_of(shared).is_some()
+            || (shared.driven.is_some() && crate::manual::driving_here(shared))
+        {
             return Ok(Admit::Free);
         }
         let policy = shared.when_full;
-        let block = may_block && policy == WhenFull::Block;
+        // Nothing makes room on a manual pool while its caller blocks.
+        let manual = shared.driven.as_ref().is_some_and(|d| d.is_manual());
+        let block = may_block && policy == WhenFull::Block && !manual;
         match shared
             .admission
             .acquire(n, block, || shared.lifecycle.is_closed())
@@ -256,7 +276,9 @@ impl Pool {
                 return Err((e, cell));
             }
         };
-        Ok(self.dispatch(cell, admit, want_handle))
+        let handle = self.dispatch(cell, admit, want_handle);
+        self.submitted();
+        Ok(handle)
     }
 
     /// Sends an accepted task on its way: into the timer when delayed, run
@@ -404,6 +426,14 @@ fn cached_now() -> Instant {
 
 fn metrics(shared: &Shared) -> Metrics {
     let s = &shared.stats;
+    let [queued_high, queued_normal, queued_low] = match &shared.driven {
+        Some(driven) => driven.depths(),
+        None => [
+            shared.lanes.high.len(),
+            shared.lanes.normal_len(),
+            shared.lanes.low.len(),
+        ],
+    };
     Metrics {
         pool: shared.name.clone(),
         workers: shared.workers as u64,
@@ -419,9 +449,9 @@ fn metrics(shared: &Shared) -> Metrics {
         stolen: s.sum(Event::Stolen),
         parks: s.sum(Event::Park),
         wakes: s.sum(Event::Wake),
-        queued_high: shared.lanes.high.len() as u64,
-        queued_normal: shared.lanes.normal_len() as u64,
-        queued_low: shared.lanes.low.len() as u64,
+        queued_high: queued_high as u64,
+        queued_normal: queued_normal as u64,
+        queued_low: queued_low as u64,
         delayed: shared.timer.pending() as u64,
         in_flight: shared.in_flight(),
         dead_lettered: s.sum(Event::DeadLettered),
@@ -446,7 +476,18 @@ fn shutdown(shared: &Shared, now: bool) -> ShutdownReport {
     shared.on_finished();
     // Inside a task or callback of this pool, joining would wait for the
     // very work we are part of: return and let the workers finish alone.
-    let joined = WorkerThread::current_of(shared).is_none() && !crate::task::in_task();
+    // An inline or manual pool has no thread to join: `shutdown_now`
+    // cancels what has not started right here, and the report is final
+    // once nothing is in flight (the driver may still run accepted tasks).
+    let joined = match &shared.driven {
+        Some(driven) => {
+            if now {
+                driven.cancel_all(shared);
+            }
+            shared.is_finished()
+        }
+        None => WorkerThread::current_of(shared).is_none() && !crate::task::in_task(),
+    };
     if joined {
         let me = crate::sync::thread::current().id();
         let mut threads = shared.threads.lock();

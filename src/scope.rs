@@ -27,7 +27,8 @@ pub struct Scope<'scope> {
     shared: Arc<Shared>,
     latch: Arc<CountLatch>,
     panic: Mutex<Option<Box<dyn Any + Send>>>,
-    /// The pool is shut down: spawns run on the calling thread.
+    /// The pool is shut down, or has no threads (inline and manual pools):
+    /// spawns run on the calling thread.
     inline: bool,
     _marker: PhantomData<fn(&'scope ()) -> &'scope ()>,
 }
@@ -107,7 +108,8 @@ where
         shared: shared.clone(),
         latch: Arc::new(CountLatch::new(1)),
         panic: Mutex::new(None),
-        inline: !entered,
+        // An inline or manual pool has no other thread: spawns run here.
+        inline: !entered || shared.driven.is_some(),
         _marker: PhantomData,
     };
     let result = catch_unwind(AssertUnwindSafe(|| op(&scope)));

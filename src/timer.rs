@@ -168,14 +168,79 @@ impl Timer {
         let st = self.state.lock();
         st.heap
             .iter()
-            .filter(|e| match &e.what {
-                What::Fire(job) => matches!(
-                    job.header().state.load(Ordering::Relaxed) & CODE,
-                    DELAYED | RETRYING
-                ),
-                What::Expire(_) => false,
-            })
+            .filter(|e| matches!(&e.what, What::Fire(job) if is_held(&**job)))
             .count()
+    }
+}
+
+impl Timer {
+    /// Stops taking entries and resolves every task the timer holds
+    /// (delayed, or waiting for a retry) `Cancelled`: `shutdown_now`.
+    pub(crate) fn cancel_all(&self, shared: &Shared) {
+        let entries: Vec<Entry> = {
+            let mut st = self.state.lock();
+            st.stopped = true;
+            st.fires = 0;
+            st.heap.drain().collect()
+        };
+        for e in entries {
+            if let What::Fire(job) = e.what {
+                job.abort(shared, Abort::Cancelled);
+            }
+        }
+    }
+
+    /// For pools without a timer thread (inline and manual): processes, in
+    /// due order, every entry due at or before `limit`, moving the pool's
+    /// clock to each entry's due time before it (so a deadline passes, and
+    /// an expiry callback runs, at its own time).
+    pub(crate) fn run_due(&self, shared: &Shared, limit: Instant) {
+        loop {
+            let entry = {
+                let mut st = self.state.lock();
+                if st.heap.peek().is_none_or(|e| e.due > limit) {
+                    return;
+                }
+                let Some(entry) = st.heap.pop() else { return };
+                if matches!(entry.what, What::Fire(_)) {
+                    st.fires -= 1;
+                }
+                entry
+            };
+            shared.clock.advance_to(entry.due);
+            process(shared, entry.what);
+        }
+    }
+
+    /// When the earliest fire entry of a task still waiting for it comes
+    /// due (entries of tasks cancelled meanwhile do not count).
+    pub(crate) fn next_fire(&self) -> Option<Instant> {
+        let st = self.state.lock();
+        st.heap
+            .iter()
+            .filter(|e| matches!(&e.what, What::Fire(job) if is_held(&**job)))
+            .map(|e| e.due)
+            .min()
+    }
+}
+
+/// Whether a fire entry's task still waits for it.
+fn is_held(job: &dyn Job) -> bool {
+    matches!(
+        job.header().state.load(Ordering::Relaxed) & CODE,
+        DELAYED | RETRYING
+    )
+}
+
+/// A due entry: queue a fired task, or expire a task that has not started.
+fn process(shared: &Shared, what: What) {
+    match what {
+        What::Fire(job) => fire(shared, job),
+        What::Expire(weak) => {
+            if let Some(job) = weak.upgrade() {
+                job.abort(shared, Abort::Expired);
+            }
+        }
     }
 }
 
@@ -208,15 +273,8 @@ pub(crate) fn run_timer(shared: Arc<Shared>) {
     let mut st = timer.state.lock();
     loop {
         if shared.stopping_now() && !st.heap.is_empty() {
-            let entries: Vec<Entry> = st.heap.drain().collect();
-            st.fires = 0;
-            st.stopped = true;
             drop(st);
-            for e in entries {
-                if let What::Fire(job) = e.what {
-                    job.abort(&shared, Abort::Cancelled);
-                }
-            }
+            timer.cancel_all(&shared);
             st = timer.state.lock();
             continue;
         }
@@ -237,14 +295,7 @@ pub(crate) fn run_timer(shared: Arc<Shared>) {
                     st.fires -= 1;
                 }
                 drop(st);
-                match entry.what {
-                    What::Fire(job) => fire(&shared, job),
-                    What::Expire(weak) => {
-                        if let Some(job) = weak.upgrade() {
-                            job.abort(&shared, Abort::Expired);
-                        }
-                    }
-                }
+                process(&shared, entry.what);
                 st = timer.state.lock();
             }
             Some(due) => st = timer.cond.wait_until(st, due),

@@ -47,6 +47,10 @@ pub struct runq_config {
 
 /// A pool of worker threads. Opaque: create it with `runq_pool_new`, free
 /// it with `runq_pool_free`. May be used from many threads at once.
+///
+/// The Rust library's test modes (inline pools, and manual pools driven by
+/// a `ManualDriver` on a virtual clock) are Rust-only: a `runq_pool` always
+/// has worker threads and reads the real clock.
 #[derive(Debug)]
 pub struct runq_pool {
     pub(crate) pool: Pool,

@@ -48,6 +48,7 @@ use crossbeam_utils::CachePadded;
 use crate::builder::WhenFull;
 use crate::clock::Clock;
 use crate::dead_letter::{DeadLetter, DeadLetterHook};
+use crate::manual::Driven;
 use crate::metrics::{Counters, Event, Stats};
 use crate::sync::{fence, thread, AtomicBool, AtomicUsize, Mutex, Ordering};
 use crate::task::{Job, Priority};
@@ -79,6 +80,9 @@ pub(crate) struct Shared {
     pub(crate) timer: Timer,
     /// Where the timer, deadlines and dispatch read the time.
     pub(crate) clock: Clock,
+    /// The executor of an inline or manual pool (`manual.rs`); `None` for
+    /// a pool with workers.
+    pub(crate) driven: Option<Driven>,
     pub(crate) keys: Mutex<HashSet<String>>,
     pub(crate) threads: Mutex<Vec<thread::JoinHandle<()>>>,
     pub(crate) workers: usize,
@@ -152,6 +156,9 @@ impl Shared {
         job.header()
             .ready
             .store(self.stats.clock().now(), Ordering::Relaxed);
+        if let Some(driven) = &self.driven {
+            return driven.push(job, priority);
+        }
         let job = JobRef::Task(job);
         match priority {
             Priority::High => self.lanes.high.push(job),
