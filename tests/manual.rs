@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use runq::{
-    BuildError, Jitter, ManualDriver, Pool, Priority, Retry, Status, SubmitError, Task, TaskError,
-    WhenFull,
+    BuildError, DeadLetter, Jitter, ManualDriver, Pool, Priority, Retry, Status, SubmitError, Task,
+    TaskError, WhenFull,
 };
 
 type TestResult = Result<(), Box<dyn Error>>;
@@ -134,6 +134,54 @@ fn a_task_that_keeps_failing_ends_failed_after_its_last_attempt() -> TestResult 
         other => panic!("expected Failed, got {other:?}"),
     }
     assert_eq!(driver.elapsed(), 2 * SEC);
+    Ok(())
+}
+
+#[test]
+fn a_dead_letter_is_sent_exactly_when_the_last_attempt_fails() -> TestResult {
+    let dead = Log::default();
+    let d = dead.clone();
+    let (pool, driver) = Pool::builder()
+        .on_dead_letter(move |l: &DeadLetter| {
+            d.push(format!(
+                "{:?} {:?} {} {}",
+                l.name, l.key, l.attempts, l.error
+            ))
+        })
+        .build_manual()?;
+    let runs = Arc::new(AtomicU32::new(0));
+    let h = pool.submit_task(
+        Task::fallible(flaky(u32::MAX, &runs))
+            .name("upload")
+            .key("file-9")
+            .retry(Retry::exponential(3, 10 * SEC).jitter(Jitter::None)),
+    )?;
+    driver.run_pending();
+    driver.advance(10 * SEC);
+    driver.run_pending();
+    driver.advance(20 * SEC - MS);
+    driver.run_pending();
+    assert!(dead.take().is_empty());
+    assert_eq!(h.status(), Status::Retrying);
+    driver.advance(MS);
+    assert_eq!(driver.run_pending(), 1);
+    assert_eq!(
+        dead.take(),
+        [r#"Some("upload") Some("file-9") 3 attempt 3 failed"#]
+    );
+    assert!(matches!(
+        h.wait(),
+        Err(TaskError::Failed { attempts: 3, .. })
+    ));
+    // A retry predicate that refuses ends the task at once: no backoff waited.
+    let permanent = pool.submit_task(
+        Task::fallible(|| -> Result<u32, &str> { Err("gone") })
+            .retry(Retry::fixed(5, SEC).retry_if(|e| e.to_string() != "gone")),
+    )?;
+    assert_eq!(driver.run_pending(), 1);
+    assert!(permanent.is_finished());
+    assert_eq!(dead.take().len(), 1);
+    assert_eq!(pool.metrics().dead_lettered, 2);
     Ok(())
 }
 

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use runq::{Handle, Jitter, ManualDriver, Pool, Retry, SubmitError, Task, TaskError};
+use runq::{DeadLetter, Handle, Jitter, ManualDriver, Pool, Retry, SubmitError, Task, TaskError};
 
 const MS: Duration = Duration::from_millis(1);
 /// Long enough that nothing with this delay runs during a test.
@@ -38,25 +38,26 @@ struct Harness {
 
 impl Harness {
     fn new(mode: Mode) -> Harness {
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let dead = log.clone();
+        let builder = Pool::builder().on_dead_letter(move |d: &DeadLetter| {
+            dead.lock().unwrap().push(format!(
+                "dead letter: {:?} after {} attempt(s): {}",
+                d.name, d.attempts, d.error
+            ))
+        });
         let (pool, driver) = match mode {
-            Mode::Workers => (
-                Pool::builder()
-                    .workers(2)
-                    .pin_workers(false)
-                    .build()
-                    .unwrap(),
-                None,
-            ),
-            Mode::Inline => (Pool::builder().inline().build().unwrap(), None),
+            Mode::Workers => (builder.workers(2).pin_workers(false).build().unwrap(), None),
+            Mode::Inline => (builder.inline().build().unwrap(), None),
             Mode::Manual => {
-                let (pool, driver) = Pool::builder().build_manual().unwrap();
+                let (pool, driver) = builder.build_manual().unwrap();
                 (pool, Some(driver))
             }
         };
         Harness {
             pool,
             driver,
-            log: Arc::default(),
+            log,
             outcomes: Vec::new(),
         }
     }
@@ -96,12 +97,13 @@ impl Harness {
     }
 
     /// What happened, in a form the three modes can be compared by.
-    fn describe(self) -> (Vec<String>, Vec<String>, [u64; 7]) {
+    fn describe(self) -> (Vec<String>, Vec<String>, [u64; 8]) {
         self.settle();
         let mut log = self.log.lock().unwrap().clone();
         log.sort();
         let m = self.pool.metrics();
         let counts = [
+            m.dead_lettered,
             m.submitted,
             m.completed,
             m.failed,
@@ -185,6 +187,40 @@ fn retries_with_backoff_agree() {
         h.settle();
         h.record("ok", ok);
         h.record("bad", bad);
+    });
+}
+
+#[test]
+fn dead_letters_and_retry_predicates_agree() {
+    agree(|h| {
+        let used_up = h
+            .pool
+            .submit_task(
+                Task::fallible(flaky(u32::MAX))
+                    .name("used up")
+                    .retry(Retry::fixed(3, MS)),
+            )
+            .unwrap();
+        let permanent = h
+            .pool
+            .submit_task(
+                Task::fallible(|| -> Result<u32, String> { Err("permanent".into()) })
+                    .name("permanent")
+                    .retry(Retry::fixed(5, MS).retry_if(|e| e.to_string() != "permanent")),
+            )
+            .unwrap();
+        let recovered = h
+            .pool
+            .submit_task(
+                Task::fallible(flaky(1))
+                    .name("recovered")
+                    .retry(Retry::fixed(2, MS)),
+            )
+            .unwrap();
+        h.settle();
+        h.record("used up", used_up);
+        h.record("permanent", permanent);
+        h.record("recovered", recovered);
     });
 }
 
