@@ -122,6 +122,7 @@ mod stamp;
 mod sync;
 mod task;
 mod timer;
+mod trace;
 
 #[cfg(all(test, not(loom)))]
 mod unit_tests;

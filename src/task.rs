@@ -159,6 +159,8 @@ pub(crate) struct Header {
     pub(crate) priority: Priority,
     /// Runs started. Written only by the owner of the RUNNING state.
     attempts: crate::sync::AtomicU32,
+    /// The span current at submission (nothing without the `tracing` feature).
+    pub(crate) parent: crate::trace::Parent,
     /// When it last became ready (a stamp, see `stamp`): written before
     /// each push to a lane, read by the worker that starts it (the queue
     /// orders the two). 0: it runs where it was submitted, with no wait.
@@ -173,6 +175,7 @@ impl Header {
             priority: Priority::Normal,
             attempts: crate::sync::AtomicU32::new(0),
             ready: crate::sync::stat::AtomicU64::new(0),
+            parent: crate::trace::Parent::current(),
         }
     }
 
@@ -366,6 +369,11 @@ impl<T: Send + 'static, B: Body<T>> TaskCell<T, B> {
         if old & HELPER != 0 {
             shared.notify_all();
         }
+        match code {
+            CANCELLED => crate::trace::cancelled(&self.header.parent, self.header.id, self.name()),
+            EXPIRED => crate::trace::expired(&self.header.parent, self.header.id, self.name()),
+            _ => {}
+        }
         if let Some(letter) = dead {
             shared.dead_letter(&letter);
         }
@@ -406,6 +414,13 @@ impl<T: Send + 'static, B: Body<T>> TaskCell<T, B> {
                             .extra
                             .as_ref()
                             .map_or(Duration::ZERO, |e| e.retry.delay_after(runs));
+                        crate::trace::retry_scheduled(
+                            self.header.id,
+                            self.name(),
+                            &error,
+                            runs,
+                            delay,
+                        );
                         let priority = self.header.priority;
                         shared.schedule(self, delay, priority);
                         return;
@@ -428,6 +443,7 @@ impl<T: Send + 'static, B: Body<T>> TaskCell<T, B> {
                 Failure::Error(e) => e.to_string(),
             },
         });
+        crate::trace::failed(self.header.id, self.name(), &error, runs);
         let err = match error {
             Failure::Panic(msg) if allowed == 1 => TaskError::Panicked(msg),
             Failure::Panic(msg) => TaskError::Failed {
@@ -463,6 +479,15 @@ impl<T: Send + 'static, B: Body<T>> TaskCell<T, B> {
 enum Failure {
     Panic(String),
     Error(BoxError),
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Panic(msg) => f.write_str(msg),
+            Failure::Error(e) => fmt::Display::fmt(e, f),
+        }
+    }
 }
 
 /// Replaces the status code of a state word we own (RUNNING) with `bits`,
@@ -558,6 +583,13 @@ impl<T: Send + 'static, B: Body<T>> Job for TaskCell<T, B> {
         // Only the owner of RUNNING writes the count: no read-modify-write needed.
         let runs = self.header.attempts.load(Ordering::Relaxed) + 1;
         self.header.attempts.store(runs, Ordering::Relaxed);
+        let _attempt = crate::trace::attempt(
+            &self.header.parent,
+            self.header.id,
+            self.name(),
+            self.header.priority,
+            runs,
+        );
         if first {
             if let Some(extra) = &self.extra {
                 // SAFETY: we own RUNNING; the guard cell is ours.
@@ -607,6 +639,7 @@ impl<T: Send + 'static, B: Body<T>> Job for TaskCell<T, B> {
                 shared.stats_here().add(Event::Panicked, 1);
                 let msg = panic_message(&*payload);
                 drop_payload(payload);
+                crate::trace::panicked(self.header.id, self.name(), &msg, runs);
                 self.attempt_failed(shared, Failure::Panic(msg));
             }
         }
@@ -666,6 +699,7 @@ impl<T: Send + 'static, B: Body<T>> Job for TaskCell<T, B> {
             extra.deadline_at = extra.deadline.and_then(|d| now.checked_add(d));
         }
         self.header.state.store(initial, Ordering::Relaxed);
+        self.header.parent = crate::trace::Parent::current();
     }
 }
 

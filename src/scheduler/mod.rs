@@ -112,6 +112,7 @@ impl Shared {
     pub(crate) fn dead_letter(&self, letter: &DeadLetter) {
         let block = self.stats_here();
         block.add(Event::DeadLettered, 1);
+        crate::trace::dead_letter(letter);
         if let Some(hook) = &self.dead_letter {
             if !hook.call(letter) {
                 block.add(Event::CallbackPanic, 1);
