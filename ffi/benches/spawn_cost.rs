@@ -52,6 +52,8 @@ fn spawn_cost(c: &mut Criterion) {
         capacity: 0,
         when_full: runq_ffi::RUNQ_WHEN_FULL_BLOCK,
         thread_name: std::ptr::null(),
+        dead_letter: None,
+        dead_letter_user: std::ptr::null_mut(),
     };
     // SAFETY: a valid config and a writable out pointer.
     assert_eq!(

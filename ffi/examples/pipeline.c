@@ -343,11 +343,74 @@ static void waiting_and_cancelling(void) {
     gate_destroy(&gate);
 }
 
+/* ---- stage 5: names, dead letters, Prometheus text ---------------------- */
+
+/* The dead letters a pool reported: copied, since the strings are borrowed. */
+struct dead_log {
+    pthread_mutex_t mu;
+    int count;
+    char text[256];
+};
+
+static void on_dead_letter(const runq_dead_letter *d, void *user) {
+    struct dead_log *log = user;
+    pthread_mutex_lock(&log->mu);
+    log->count++;
+    snprintf(log->text, sizeof log->text, "%s (key %s) after %u attempts: %s",
+             d->name != NULL ? d->name : "(unnamed)", d->key != NULL ? d->key : "(none)",
+             d->attempts, d->error);
+    pthread_mutex_unlock(&log->mu);
+}
+
+static void observing(void) {
+    runq_config config;
+    runq_pool *pool = NULL;
+    runq_task_opts opts;
+    runq_handle *h = NULL;
+    struct dead_log dead = {PTHREAD_MUTEX_INITIALIZER, 0, ""};
+
+    CHECK(runq_config_default(&config));
+    config.workers = 2;
+    config.thread_name = "observed";
+    config.dead_letter = on_dead_letter;
+    config.dead_letter_user = &dead;
+    CHECK(runq_pool_new(&config, &pool));
+
+    struct flaky hopeless = {0, 0, NULL};
+    CHECK(runq_task_opts_default(&opts));
+    opts.retry_attempts = 2;
+    opts.name = "charge-card";
+    opts.key = "order-17";
+    CHECK(runq_submit_fallible(pool, flaky_call, &hopeless, &opts, &h));
+    EXPECT(runq_handle_wait(h, RUNQ_WAIT_FOREVER, NULL), RUNQ_FAILED);
+    CHECK(runq_handle_free(h));
+    CHECK(runq_pool_shutdown(pool, NULL)); /* the hook has run by now */
+    printf("dead letters: %d, %s\n", dead.count, dead.text);
+
+    char *text = NULL;
+    CHECK(runq_metrics_prometheus(pool, &text));
+    printf("prometheus: %s\n",
+           strstr(text, "runq_tasks_dead_lettered_total{pool=\"observed\"} 1\n") != NULL &&
+                   strstr(text, "runq_task_run_seconds_count{pool=\"observed\"} 2\n") != NULL
+               ? "dead letter and both attempts counted"
+               : text);
+    CHECK(runq_string_free(text));
+    EXPECT(runq_string_free(NULL), RUNQ_INVALID_ARGUMENT);
+    EXPECT(runq_metrics_prometheus(NULL, &text), RUNQ_INVALID_ARGUMENT);
+    EXPECT(runq_metrics_prometheus(pool, NULL), RUNQ_INVALID_ARGUMENT);
+
+    runq_pool_metrics m;
+    CHECK(runq_metrics(pool, &m));
+    printf("metrics: dead_lettered %llu\n", (unsigned long long)m.dead_lettered);
+    CHECK(runq_pool_free(pool));
+}
+
 int main(void) {
     fan_out();
     priorities();
     callbacks_and_retries();
     waiting_and_cancelling();
+    observing();
     printf("done\n");
     return 0;
 }

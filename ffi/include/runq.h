@@ -54,6 +54,46 @@ typedef int32_t runq_status;
 typedef int32_t runq_when_full;
 
 /**
+ * A task that failed for good, as `runq_dead_letter_fn` sees it. Every
+ * pointer is borrowed for the duration of the callback only: copy what you
+ * keep.
+ */
+typedef struct runq_dead_letter {
+    /**
+     * The task's id (unique in the process).
+     */
+    uint64_t task_id;
+    /**
+     * The task's name (`runq_task_opts.name`), or NULL.
+     */
+    const char *name;
+    /**
+     * The task's idempotency key, or NULL.
+     */
+    const char *key;
+    /**
+     * Attempts it ran.
+     */
+    uint32_t attempts;
+    /**
+     * The last attempt's error as text (for a C task function: "task
+     * function returned <code>"). Never NULL.
+     */
+    const char *error;
+} runq_dead_letter;
+
+/**
+ * Called once for every task that fails for good: it ended `RUNQ_FAILED`
+ * or `RUNQ_PANICKED` with its attempts used up (not when a cancel or
+ * `runq_pool_shutdown_now` stopped its retries). Runs on the thread that
+ * resolved the task, after the task's handle is resolved, possibly on
+ * several workers at once; `user` is the config's `dead_letter_user`. Must
+ * not block for long, throw, or `longjmp` out.
+ */
+typedef void (*runq_dead_letter_fn)(const struct runq_dead_letter *letter,
+                                    void *user);
+
+/**
  * How to build a pool. Fill it with `runq_config_default`, then change
  * the fields you care about.
  */
@@ -81,9 +121,20 @@ typedef struct runq_config {
     runq_when_full when_full;
     /**
      * Prefix of the worker threads' names (`"<prefix>-<index>"`), or NULL
-     * for `"runq"`. Borrowed: copied by `runq_pool_new`.
+     * for `"runq"`. Borrowed: copied by `runq_pool_new`. It is also the
+     * `pool` label of `runq_metrics_prometheus`.
      */
     const char *thread_name;
+    /**
+     * Called for every dead letter; NULL for none (the default).
+     */
+    runq_dead_letter_fn dead_letter;
+    /**
+     * Carried to `dead_letter`, never dereferenced by runq. It must stay
+     * valid, and be usable from any thread (also from several at once),
+     * until the pool is shut down.
+     */
+    void *dead_letter_user;
 } runq_config;
 
 /**
@@ -205,6 +256,11 @@ typedef struct runq_pool_metrics {
      * Tasks accepted and not yet in a final state.
      */
     uint64_t in_flight;
+    /**
+     * Tasks that failed for good (see `runq_dead_letter_fn`), counted with
+     * or without a callback.
+     */
+    uint64_t dead_lettered;
 } runq_pool_metrics;
 
 /**
@@ -277,6 +333,11 @@ typedef struct runq_task_opts {
      * run. If the submission fails, `on_complete` is never called.
      */
     void *user;
+    /**
+     * A name for logs and dead letters, or NULL. Borrowed: copied during
+     * the call; must be UTF-8. Never a metric label.
+     */
+    const char *name;
 } runq_task_opts;
 
 /**
@@ -538,6 +599,39 @@ runq_status runq_pool_free(struct runq_pool *pool);
  */
 runq_status runq_metrics(const struct runq_pool *pool,
                          struct runq_pool_metrics *out);
+
+/**
+ * Writes the pool's metrics in the Prometheus text exposition format
+ * (0.0.4): counters, gauges and the queue-wait and run-time histograms,
+ * every sample labelled `pool="<thread_name>"`; serve it as
+ * `text/plain; version=0.0.4` on a `/metrics` endpoint.
+ *
+ * - `pool`: borrowed; must not be NULL.
+ * - `out`: where the text is written, a NUL-terminated string owned by the
+ *   caller, who must release it with `runq_string_free` (not `free`); must
+ *   not be NULL. Set to NULL on failure.
+ *
+ * Returns `RUNQ_OK` or `RUNQ_INVALID_ARGUMENT`.
+ *
+ * # Safety
+ * `pool` is NULL or a live pool; `out` is NULL or points to writable
+ * memory for one pointer.
+ */
+runq_status runq_metrics_prometheus(const struct runq_pool *pool,
+                                    char **out);
+
+/**
+ * Releases a string runq allocated (`runq_metrics_prometheus`).
+ *
+ * `s`: owned by runq from this call on; must not be used again. NULL
+ * returns `RUNQ_INVALID_ARGUMENT` and does nothing.
+ *
+ * Returns `RUNQ_OK` or `RUNQ_INVALID_ARGUMENT`.
+ *
+ * # Safety
+ * `s` is NULL or a string from runq that was not freed yet.
+ */
+runq_status runq_string_free(char *s);
 
 /**
  * Fills `*opts` with the defaults (the same as all zeros).

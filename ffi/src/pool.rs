@@ -1,8 +1,8 @@
 //! Pool life cycle from C: configuration, creation, shutdown, metrics.
 
-use std::ffi::{c_char, CStr};
+use std::ffi::{c_char, c_void, CStr, CString};
 
-use runq::{BuildError, Builder, Metrics, Pool, ShutdownReport, WhenFull};
+use runq::{BuildError, Builder, DeadLetter, Metrics, Pool, ShutdownReport, WhenFull};
 
 use crate::guard;
 use crate::status::*;
@@ -21,6 +21,34 @@ pub const RUNQ_WHEN_FULL_RUN_IN_CALLER: runq_when_full = 2;
 /// The largest number of workers a pool may have.
 pub const RUNQ_MAX_WORKERS: u32 = 512;
 const _: () = assert!(RUNQ_MAX_WORKERS as usize == runq::MAX_WORKERS);
+
+/// A task that failed for good, as `runq_dead_letter_fn` sees it. Every
+/// pointer is borrowed for the duration of the callback only: copy what you
+/// keep.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct runq_dead_letter {
+    /// The task's id (unique in the process).
+    pub task_id: u64,
+    /// The task's name (`runq_task_opts.name`), or NULL.
+    pub name: *const c_char,
+    /// The task's idempotency key, or NULL.
+    pub key: *const c_char,
+    /// Attempts it ran.
+    pub attempts: u32,
+    /// The last attempt's error as text (for a C task function: "task
+    /// function returned <code>"). Never NULL.
+    pub error: *const c_char,
+}
+
+/// Called once for every task that fails for good: it ended `RUNQ_FAILED`
+/// or `RUNQ_PANICKED` with its attempts used up (not when a cancel or
+/// `runq_pool_shutdown_now` stopped its retries). Runs on the thread that
+/// resolved the task, after the task's handle is resolved, possibly on
+/// several workers at once; `user` is the config's `dead_letter_user`. Must
+/// not block for long, throw, or `longjmp` out.
+pub type runq_dead_letter_fn =
+    Option<unsafe extern "C" fn(letter: *const runq_dead_letter, user: *mut c_void)>;
 
 /// How to build a pool. Fill it with `runq_config_default`, then change
 /// the fields you care about.
@@ -41,8 +69,15 @@ pub struct runq_config {
     /// `RUNQ_WHEN_FULL_*` value.
     pub when_full: runq_when_full,
     /// Prefix of the worker threads' names (`"<prefix>-<index>"`), or NULL
-    /// for `"runq"`. Borrowed: copied by `runq_pool_new`.
+    /// for `"runq"`. Borrowed: copied by `runq_pool_new`. It is also the
+    /// `pool` label of `runq_metrics_prometheus`.
     pub thread_name: *const c_char,
+    /// Called for every dead letter; NULL for none (the default).
+    pub dead_letter: runq_dead_letter_fn,
+    /// Carried to `dead_letter`, never dereferenced by runq. It must stay
+    /// valid, and be usable from any thread (also from several at once),
+    /// until the pool is shut down.
+    pub dead_letter_user: *mut c_void,
 }
 
 /// A pool of worker threads. Opaque: create it with `runq_pool_new`, free
@@ -99,6 +134,9 @@ pub struct runq_pool_metrics {
     pub delayed: u64,
     /// Tasks accepted and not yet in a final state.
     pub in_flight: u64,
+    /// Tasks that failed for good (see `runq_dead_letter_fn`), counted with
+    /// or without a callback.
+    pub dead_lettered: u64,
 }
 
 /// What a shutdown did. After a shutdown,
@@ -146,6 +184,7 @@ impl From<&Metrics> for runq_pool_metrics {
             queued_low: m.queued_low,
             delayed: m.delayed,
             in_flight: m.in_flight,
+            dead_lettered: m.dead_lettered,
         }
     }
 }
@@ -186,6 +225,8 @@ pub unsafe extern "C" fn runq_config_default(config: *mut runq_config) -> runq_s
             capacity: 0,
             when_full: RUNQ_WHEN_FULL_BLOCK,
             thread_name: std::ptr::null(),
+            dead_letter: None,
+            dead_letter_user: std::ptr::null_mut(),
         };
         // SAFETY: `config` is not null (checked above) and the caller
         // promises it points to writable memory for a `runq_config`;
@@ -229,7 +270,56 @@ unsafe fn builder_from(c: &runq_config) -> Result<Builder, runq_status> {
         let name = name.to_str().map_err(|_| RUNQ_INVALID_ARGUMENT)?;
         b = b.thread_name(name);
     }
+    if let Some(f) = c.dead_letter {
+        let sink = DeadLetterSink {
+            f,
+            user: c.dead_letter_user,
+        };
+        b = b.on_dead_letter(move |d| sink.call(d));
+    }
     Ok(b)
+}
+
+/// A C dead-letter callback and its `user` pointer.
+#[derive(Debug, Clone, Copy)]
+struct DeadLetterSink {
+    f: unsafe extern "C" fn(*const runq_dead_letter, *mut c_void),
+    user: *mut c_void,
+}
+
+// SAFETY: This is safe because: [1] runq never dereferences `user`, it
+// only passes it back to `f`; [2] the config's contract (in the header)
+// requires that `user` may be used from any thread, also from several at
+// once, until the pool is shut down, which is as long as the hook can run.
+unsafe impl Send for DeadLetterSink {}
+// SAFETY: as for `Send`: shared use from several workers is what the C
+// program promised for `user`; `f` is a plain function pointer.
+unsafe impl Sync for DeadLetterSink {}
+
+impl DeadLetterSink {
+    fn call(&self, d: &DeadLetter) {
+        let name = d.name.as_deref().map(c_string);
+        let key = d.key.as_deref().map(c_string);
+        let error = c_string(&d.error);
+        let letter = runq_dead_letter {
+            task_id: d.id.as_u64(),
+            name: name.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+            key: key.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+            attempts: d.attempts,
+            error: error.as_ptr(),
+        };
+        // SAFETY: the C program promised that `f` is a function of this
+        // type and that `user` may be used on this thread; `letter` and
+        // the strings it points to live until the call returns.
+        unsafe { (self.f)(&letter, self.user) };
+    }
+}
+
+/// `s` as a C string; a NUL byte inside (C text cannot hold one) is
+/// replaced by U+FFFD.
+pub(crate) fn c_string(s: &str) -> CString {
+    CString::new(s)
+        .unwrap_or_else(|_| CString::new(s.replace('\0', "\u{fffd}")).expect("no NUL left"))
 }
 
 /// Creates a pool and starts its workers.
@@ -405,6 +495,66 @@ pub unsafe extern "C" fn runq_metrics(
         let m = runq_pool_metrics::from(&pool.metrics());
         // SAFETY: `out` is not null and the caller promises it is writable.
         unsafe { out.write(m) };
+        RUNQ_OK
+    })
+}
+
+/// Writes the pool's metrics in the Prometheus text exposition format
+/// (0.0.4): counters, gauges and the queue-wait and run-time histograms,
+/// every sample labelled `pool="<thread_name>"`; serve it as
+/// `text/plain; version=0.0.4` on a `/metrics` endpoint.
+///
+/// - `pool`: borrowed; must not be NULL.
+/// - `out`: where the text is written, a NUL-terminated string owned by the
+///   caller, who must release it with `runq_string_free` (not `free`); must
+///   not be NULL. Set to NULL on failure.
+///
+/// Returns `RUNQ_OK` or `RUNQ_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// `pool` is NULL or a live pool; `out` is NULL or points to writable
+/// memory for one pointer.
+#[no_mangle]
+pub unsafe extern "C" fn runq_metrics_prometheus(
+    pool: *const runq_pool,
+    out: *mut *mut c_char,
+) -> runq_status {
+    guard(|| {
+        if out.is_null() {
+            return RUNQ_INVALID_ARGUMENT;
+        }
+        // SAFETY: not null (checked) and writable, as the caller promises.
+        unsafe { out.write(std::ptr::null_mut()) };
+        // SAFETY: the caller's promise on `pool` is the one pool_ref needs.
+        let Some(pool) = (unsafe { pool_ref(pool) }) else {
+            return RUNQ_INVALID_ARGUMENT;
+        };
+        let text = c_string(&pool.metrics().to_prometheus());
+        // SAFETY: as above; the string is now the caller's, to give back
+        // to runq_string_free.
+        unsafe { out.write(text.into_raw()) };
+        RUNQ_OK
+    })
+}
+
+/// Releases a string runq allocated (`runq_metrics_prometheus`).
+///
+/// `s`: owned by runq from this call on; must not be used again. NULL
+/// returns `RUNQ_INVALID_ARGUMENT` and does nothing.
+///
+/// Returns `RUNQ_OK` or `RUNQ_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// `s` is NULL or a string from runq that was not freed yet.
+#[no_mangle]
+pub unsafe extern "C" fn runq_string_free(s: *mut c_char) -> runq_status {
+    guard(|| {
+        if s.is_null() {
+            return RUNQ_INVALID_ARGUMENT;
+        }
+        // SAFETY: the pointer came from `CString::into_raw` in runq and
+        // the caller gives it back exactly once.
+        drop(unsafe { CString::from_raw(s) });
         RUNQ_OK
     })
 }

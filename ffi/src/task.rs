@@ -86,6 +86,9 @@ pub struct runq_task_opts {
     /// valid, and be usable from another thread, until `on_complete` has
     /// run. If the submission fails, `on_complete` is never called.
     pub user: *mut c_void,
+    /// A name for logs and dead letters, or NULL. Borrowed: copied during
+    /// the call; must be UTF-8. Never a metric label.
+    pub name: *const c_char,
 }
 
 impl Default for runq_task_opts {
@@ -100,6 +103,7 @@ impl Default for runq_task_opts {
             key: std::ptr::null(),
             on_complete: None,
             user: std::ptr::null_mut(),
+            name: std::ptr::null(),
         }
     }
 }
@@ -149,7 +153,7 @@ fn priority_from(p: runq_priority) -> Result<Priority, runq_status> {
 /// Applies every option except the retry policy to `task`.
 ///
 /// # Safety
-/// `opts.key` is NULL or a NUL-terminated string.
+/// `opts.key` and `opts.name` are NULL or NUL-terminated strings.
 unsafe fn with_opts(
     mut task: Task<Carried>,
     opts: &runq_task_opts,
@@ -167,6 +171,13 @@ unsafe fn with_opts(
         let key = unsafe { CStr::from_ptr(opts.key) };
         let key = key.to_str().map_err(|_| RUNQ_INVALID_ARGUMENT)?;
         task = task.key(key);
+    }
+    if !opts.name.is_null() {
+        // SAFETY: not null (checked); the caller promises a NUL-terminated
+        // string that lives for this call. It is copied below.
+        let name = unsafe { CStr::from_ptr(opts.name) };
+        let name = name.to_str().map_err(|_| RUNQ_INVALID_ARGUMENT)?;
+        task = task.name(name);
     }
     if let Some(callback) = opts.on_complete {
         let user = Carried(opts.user);
@@ -304,7 +315,7 @@ pub unsafe extern "C" fn runq_submit(
             // type and that `arg` may be used on the worker until `f` ran.
             Carried(unsafe { f(arg.get()) })
         });
-        // SAFETY: `opts.key` is NULL or a string, as promised.
+        // SAFETY: `opts.key` and `opts.name` are NULL or strings, as promised.
         match unsafe { with_opts(task, &opts) } {
             // SAFETY: `pool` and `out` as the caller promised.
             Ok(task) => unsafe { submit(pool, task, out) },
@@ -360,7 +371,7 @@ pub unsafe extern "C" fn runq_submit_fallible(
             }
             task = task.retry(retry);
         }
-        // SAFETY: `opts.key` is NULL or a string, as promised.
+        // SAFETY: `opts.key` and `opts.name` are NULL or strings, as promised.
         match unsafe { with_opts(task, &opts) } {
             // SAFETY: `pool` and `out` as the caller promised.
             Ok(task) => unsafe { submit(pool, task, out) },

@@ -647,3 +647,123 @@ fn a_task_may_wait_on_a_task_it_submitted_even_with_one_worker() {
     free_handle(h);
     free_pool(p);
 }
+
+/// Dead letters a C callback saw: (task id, name, key, attempts, error).
+type DeadSeen = Mutex<Vec<(u64, Option<String>, Option<String>, u32, String)>>;
+
+unsafe extern "C" fn record_dead(letter: *const runq_dead_letter, user: *mut c_void) {
+    // SAFETY: runq passes a live letter whose strings live for this call;
+    // `user` is the test's `DeadSeen`, which outlives the pool.
+    let (d, seen) = unsafe { (&*letter, &*(user as *const DeadSeen)) };
+    let text = |p: *const std::ffi::c_char| {
+        // SAFETY: NULL or a NUL-terminated string borrowed for this call.
+        (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_str().unwrap().to_owned())
+    };
+    seen.lock().unwrap().push((
+        d.task_id,
+        text(d.name),
+        text(d.key),
+        d.attempts,
+        text(d.error).expect("error is never NULL"),
+    ));
+}
+
+#[test]
+fn a_task_that_fails_for_good_reaches_the_dead_letter_callback_once_with_its_name() {
+    let seen = DeadSeen::default();
+    let mut c = config(2);
+    c.dead_letter = Some(record_dead);
+    c.dead_letter_user = &seen as *const DeadSeen as *mut c_void;
+    let mut p = null_mut();
+    // SAFETY: a valid config and a writable out pointer.
+    assert_eq!(unsafe { runq_pool_new(&c, &mut p) }, RUNQ_OK);
+    let arg = (AtomicU32::new(0), 0);
+    let mut o = opts();
+    o.retry_attempts = 2;
+    o.name = c"resize-image".as_ptr();
+    o.key = c"img-7".as_ptr();
+    let h = submit_fallible(p, &arg, &o);
+    assert_eq!(wait(h, RUNQ_WAIT_FOREVER), (RUNQ_FAILED, null_mut()));
+    free_handle(h);
+    // A success is no dead letter.
+    let ok = (AtomicU32::new(0), 1);
+    let h = submit_fallible(p, &ok, &opts());
+    assert_eq!(wait(h, RUNQ_WAIT_FOREVER).0, RUNQ_OK);
+    free_handle(h);
+    // SAFETY: live pool; no report wanted.
+    assert_eq!(unsafe { runq_pool_shutdown(p, null_mut()) }, RUNQ_OK);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    let (_, name, key, attempts, error) = &seen[0];
+    assert_eq!(name.as_deref(), Some("resize-image"));
+    assert_eq!(key.as_deref(), Some("img-7"));
+    assert_eq!(*attempts, 2);
+    assert_eq!(error, "task function returned 102");
+    let mut m = runq_pool_metrics::default();
+    // SAFETY: live pool, writable metrics.
+    assert_eq!(unsafe { runq_metrics(p, &mut m) }, RUNQ_OK);
+    assert_eq!(m.dead_lettered, 1);
+    free_pool(p);
+}
+
+#[test]
+fn a_name_that_is_not_utf8_is_invalid_argument_and_the_task_never_runs() {
+    let p = pool(1);
+    let arg = (AtomicU32::new(0), 1u32);
+    let mut o = opts();
+    let bad = [0xffu8, 0xfe, 0];
+    o.name = bad.as_ptr().cast();
+    let mut h = null_mut();
+    let argp = &arg as *const (AtomicU32, u32) as *mut c_void;
+    // SAFETY: live pool, valid options (a NUL-terminated name), an arg that
+    // outlives the call.
+    assert_eq!(
+        unsafe { runq_submit_fallible(p, Some(flaky), argp, &o, &mut h) },
+        RUNQ_INVALID_ARGUMENT
+    );
+    assert!(h.is_null());
+    free_pool(p);
+    assert_eq!(arg.0.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn the_prometheus_text_is_a_runq_string_freed_by_runq_string_free() {
+    let mut c = config(1);
+    c.thread_name = c"cpool".as_ptr();
+    let mut p = null_mut();
+    // SAFETY: a valid config and a writable out pointer.
+    assert_eq!(unsafe { runq_pool_new(&c, &mut p) }, RUNQ_OK);
+    let h = submit_fallible(p, &(AtomicU32::new(0), 1), &opts());
+    assert_eq!(wait(h, RUNQ_WAIT_FOREVER).0, RUNQ_OK);
+    free_handle(h);
+    let mut text = null_mut();
+    // SAFETY: live pool, writable out pointer.
+    assert_eq!(unsafe { runq_metrics_prometheus(p, &mut text) }, RUNQ_OK);
+    // SAFETY: runq wrote a NUL-terminated string.
+    let s = unsafe { CStr::from_ptr(text) }.to_str().unwrap().to_owned();
+    assert!(
+        s.contains("runq_tasks_submitted_total{pool=\"cpool\"} 1\n"),
+        "{s}"
+    );
+    assert!(
+        s.contains("runq_task_run_seconds_count{pool=\"cpool\"} 1\n"),
+        "{s}"
+    );
+    // SAFETY: the string came from runq and is freed once.
+    assert_eq!(unsafe { runq_string_free(text) }, RUNQ_OK);
+    // SAFETY: NULL arguments are refused before anything is touched.
+    unsafe {
+        assert_eq!(runq_string_free(null_mut()), RUNQ_INVALID_ARGUMENT);
+        let mut out = std::ptr::dangling_mut::<std::ffi::c_char>();
+        assert_eq!(
+            runq_metrics_prometheus(null(), &mut out),
+            RUNQ_INVALID_ARGUMENT
+        );
+        assert!(out.is_null(), "the out pointer is cleared on failure");
+        assert_eq!(
+            runq_metrics_prometheus(p, null_mut()),
+            RUNQ_INVALID_ARGUMENT
+        );
+    }
+    free_pool(p);
+}

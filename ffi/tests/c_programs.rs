@@ -28,6 +28,9 @@ deadline: RUNQ_EXPIRED
 delayed result: forty-two
 shutdown: submitted 7, completed 5, cancelled 1, failed 0, expired 1
 metrics: every task ended once: yes
+dead letters: 1, charge-card (key order-17) after 2 attempts: task function returned 42
+prometheus: dead letter and both attempts counted
+metrics: dead_lettered 1
 done
 ";
 
