@@ -466,6 +466,22 @@ fn wait_inside_a_task_runs_the_awaited_task_as_a_worker_would() -> TestResult {
 }
 
 #[test]
+fn a_handle_polled_as_a_future_is_ready_once_the_driver_ran_it() -> TestResult {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    let (pool, driver) = manual();
+    let mut h = pool.submit(|| 11)?;
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(std::pin::Pin::new(&mut h).poll(&mut cx).is_pending());
+    driver.run_pending();
+    match std::pin::Pin::new(&mut h).poll(&mut cx) {
+        Poll::Ready(r) => assert_eq!(r?, 11),
+        Poll::Pending => panic!("the driver ran it"),
+    }
+    Ok(())
+}
+
+#[test]
 fn block_on_a_full_manual_pool_fails_with_full_instead_of_blocking() -> TestResult {
     let (pool, driver) = Pool::builder()
         .capacity(2)
