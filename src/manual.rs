@@ -73,6 +73,7 @@ use std::time::{Duration, Instant};
 use crate::pool::Pool;
 use crate::scheduler::Shared;
 use crate::slot::{is_waiting, wait_done, CODE, DONE, WAITER};
+use crate::sync::stat::AtomicU64;
 use crate::sync::{thread_local, Mutex, Ordering};
 use crate::task::{Abort, Header, Job, Priority};
 
@@ -89,6 +90,8 @@ pub(crate) struct Driven {
     ready: Mutex<Ready>,
     /// Held for the whole of an inline drive: one drive at a time.
     drive: Mutex<()>,
+    /// Tasks run so far (a count for the driver's return values only).
+    runs: AtomicU64,
 }
 
 #[derive(Default)]
@@ -149,6 +152,7 @@ impl Driven {
             inline,
             ready: Mutex::new(Ready::default()),
             drive: Mutex::new(()),
+            runs: AtomicU64::new(0),
         }
     }
 
@@ -198,20 +202,19 @@ impl Driven {
             } else {
                 job.run(shared);
             }
+            self.runs.fetch_add(1, Ordering::Relaxed);
             return true;
         }
         false
     }
 
     /// Runs ready tasks (made ready before `below`) until none is left;
-    /// returns how many ran.
+    /// returns how many ran, counting those that a task's own `wait` ran.
     fn run_below(&self, shared: &crate::sync::Arc<Shared>, below: u64) -> usize {
         let _here = Driving::enter(shared);
-        let mut ran = 0;
-        while self.run_next(shared, below) {
-            ran += 1;
-        }
-        ran
+        let before = self.runs.load(Ordering::Relaxed);
+        while self.run_next(shared, below) {}
+        (self.runs.load(Ordering::Relaxed) - before) as usize
     }
 
     /// Runs until nothing is ready and, on an inline pool, nothing is
@@ -267,7 +270,7 @@ impl Driven {
         } else if self.inline {
             let _one = self.drive.lock();
             let _here = Driving::enter(shared);
-            self.drive(shared, Some(header));
+            self.drive(shared, None);
         } else if deadline.is_some() {
             return wait_done(&header.state, DONE, WAITER, deadline);
         }
@@ -318,9 +321,10 @@ impl Driven {
 ///   waiting for a retry are not ready until the clock reaches their time.
 /// - [`run_pending`](Self::run_pending) runs the tasks that were ready when
 ///   it was called, and nothing they make ready (tasks they submit, or a
-///   retry with no backoff): those wait for the next call. It returns how
-///   many tasks it ran. A task that failed and is retried counts once per
-///   attempt, as each attempt is a run.
+///   retry with no backoff): those wait for the next call, unless a task
+///   waits for one (see below). It returns how many tasks it ran, those
+///   run by a task's `wait` included. A task that failed and is retried
+///   counts once per attempt, as each attempt is a run.
 /// - [`run_until_idle`](Self::run_until_idle) runs ready tasks, including
 ///   the ones those make ready, until none is ready; it returns how many it
 ///   ran. It never moves the clock: delayed tasks stay delayed.
