@@ -14,12 +14,15 @@ use crate::wire::now_ms;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Most outcomes recorded in one pipeline: big enough that a no-op flood
 /// costs a round trip per few hundred jobs, small enough that one batch's
 /// scripts hold Redis for about a millisecond.
 const ACK_BATCH: usize = 256;
+/// Longest an outcome waits for others to share its round trip: small
+/// beside a round trip's cost to Redis, and a bound on the latency it adds.
+const ACK_LINGER: Duration = Duration::from_micros(500);
 /// How often an idle acker looks whether the node closed.
 const IDLE_TICK: Duration = Duration::from_millis(50);
 /// Reply time allowed to one pipeline before the connection counts as lost.
@@ -39,10 +42,22 @@ pub(crate) fn run(sh: &Arc<Shared>, rx: Receiver<Completion>) {
             }
             Err(RecvTimeoutError::Disconnected) => return,
         }
+        // Take what has finished; while more jobs run than the batch
+        // holds, linger a moment for them, so short jobs share a round trip.
+        let linger_until = Instant::now() + ACK_LINGER;
         while batch.len() < ACK_BATCH {
             match rx.try_recv() {
                 Ok(c) => batch.push(c),
-                Err(_) => break,
+                Err(_) => {
+                    let running = *sh.lock_in_flight() > batch.len();
+                    if !running || Instant::now() >= linger_until {
+                        break;
+                    }
+                    match rx.recv_timeout(linger_until - Instant::now()) {
+                        Ok(c) => batch.push(c),
+                        Err(_) => break,
+                    }
+                }
             }
         }
         let now = now_ms();

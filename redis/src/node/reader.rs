@@ -16,6 +16,10 @@ use std::time::Duration;
 const BLOCK: Duration = Duration::from_millis(200);
 /// Reply time allowed beyond the block before the connection counts as lost.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A reader with jobs in flight reads again once 1/REFILL_DIVISOR of
+/// `max_in_flight` is free: a quarter keeps three quarters queued for the
+/// workers while the next batch comes.
+const REFILL_DIVISOR: usize = 4;
 /// How often a reader at its in-flight bound looks whether to stop.
 const FULL_TICK: Duration = Duration::from_millis(50);
 
@@ -34,7 +38,11 @@ pub(crate) fn run(sh: &Arc<Shared>) {
     while !sh.stopping() {
         let want = {
             let mut n = sh.lock_in_flight();
-            while *n >= sh.max_in_flight && !sh.stopping() {
+            // Refill in batches: with jobs still in flight, wait until a
+            // quarter of the bound is free, so one read brings many jobs
+            // (not one round trip per finished job).
+            let refill_at = sh.max_in_flight - (sh.max_in_flight / REFILL_DIVISOR).max(1);
+            while *n > 0 && *n > refill_at && !sh.stopping() {
                 n = sh
                     .in_flight_changed
                     .wait_timeout(n, FULL_TICK)
