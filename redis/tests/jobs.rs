@@ -592,3 +592,177 @@ fn shutdown_finishes_running_jobs_and_releases_the_rest_at_once() {
         assert!(s == JobState::Succeeded || s == JobState::Queued, "{s}");
     }
 }
+
+#[test]
+fn a_redelivered_job_already_recorded_succeeded_is_acked_without_running() {
+    let Some(srv) = server() else { return };
+    let c = Client::open(&srv.url()).unwrap();
+    let id = c
+        .enqueue(Enqueue::new("d", "echo", "once").id("same"))
+        .unwrap();
+    let runs = Runs::default();
+    let n = node(&srv.url(), "d", 1, &runs);
+    assert!(c.wait(&id, Duration::from_secs(30)).unwrap().is_some());
+    // The same entry again (as a redelivery after a lost ack would be).
+    let mut con = srv.con();
+    redis::cmd("XADD")
+        .arg("runq:{d}:normal")
+        .arg("*")
+        .arg("id")
+        .arg("same")
+        .arg("type")
+        .arg("echo")
+        .arg("payload")
+        .arg("twice")
+        .query::<String>(&mut con)
+        .unwrap();
+    wait_until("the copy is acked", || n.stats().skipped == 1);
+    assert_eq!(runs.lock().unwrap()["same"], 1);
+    assert_eq!(
+        c.wait(&id, Duration::from_secs(1)).unwrap(),
+        Some(Ok(b"once".to_vec()))
+    );
+    let len: u64 = redis::cmd("XLEN")
+        .arg("runq:{d}:normal")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(len, 0);
+}
+
+#[test]
+fn a_node_comes_back_after_its_connections_are_killed() {
+    let Some(srv) = server() else { return };
+    let runs = Runs::default();
+    let n = node(&srv.url(), "ck", 2, &runs);
+    let c = Client::open(&srv.url()).unwrap();
+    let first = c.enqueue(Enqueue::new("ck", "echo", "1")).unwrap();
+    assert!(c.wait(&first, Duration::from_secs(30)).unwrap().is_some());
+    let mut con = srv.con();
+    // Drop every other client's connection: the node's three, the client's.
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .arg("SKIPME")
+        .arg("yes")
+        .query(&mut con)
+        .unwrap();
+    assert!(killed >= 3, "killed {killed}");
+    let c = Client::open(&srv.url()).unwrap();
+    let ids: Vec<JobId> = (0..50)
+        .map(|i| {
+            c.enqueue(Enqueue::new("ck", "echo", format!("{i}")))
+                .unwrap()
+        })
+        .collect();
+    for id in &ids {
+        assert!(c
+            .wait(id, Duration::from_secs(30))
+            .unwrap()
+            .unwrap()
+            .is_ok());
+    }
+    let s = n.shutdown();
+    assert!(s.reconnects >= 1, "{s:?}");
+    assert_eq!(s.succeeded, 51);
+}
+
+#[test]
+fn shutdown_returns_when_redis_is_gone() {
+    let Some(mut srv) = server() else { return };
+    let c = Client::open(&srv.url()).unwrap();
+    let id = c.enqueue(Enqueue::new("g", "slow", "")).unwrap();
+    let started = Arc::new(Mutex::new(false));
+    let s2 = started.clone();
+    let n = Node::builder(srv.url(), Pool::builder().workers(1).build().unwrap())
+        .queue("g")
+        .handler("slow", move |_j: &Job| -> Result<Vec<u8>, String> {
+            *s2.lock().unwrap() = true;
+            std::thread::sleep(Duration::from_millis(200));
+            Ok(Vec::new())
+        })
+        .start()
+        .unwrap();
+    wait_until("the job started", || *started.lock().unwrap());
+    srv.stop();
+    // The running job finishes but cannot be acked: shutdown gives up
+    // after its grace period instead of hanging.
+    let s = n.shutdown();
+    assert_eq!(s.succeeded, 0);
+    let _ = id;
+}
+
+#[test]
+fn a_job_longer_than_its_lease_runs_once_while_its_node_lives() {
+    let Some(srv) = server() else { return };
+    let runs = Runs::default();
+    let start = |name: &str| {
+        let r = runs.clone();
+        Node::builder(srv.url(), Pool::builder().workers(1).build().unwrap())
+            .queue("long")
+            .name(name)
+            .lease(Duration::from_millis(300))
+            .handler("long", move |j: &Job| -> Result<Vec<u8>, String> {
+                *r.lock().unwrap().entry(j.id.clone()).or_default() += 1;
+                std::thread::sleep(Duration::from_millis(1500));
+                Ok(Vec::new())
+            })
+            .start()
+            .unwrap()
+    };
+    let (a, b) = (start("long-a"), start("long-b"));
+    let c = Client::open(&srv.url()).unwrap();
+    let ids: Vec<JobId> = (0..2)
+        .map(|_| c.enqueue(Enqueue::new("long", "long", "")).unwrap())
+        .collect();
+    for id in &ids {
+        assert!(c
+            .wait(id, Duration::from_secs(60))
+            .unwrap()
+            .unwrap()
+            .is_ok());
+    }
+    let (sa, sb) = (a.shutdown(), b.shutdown());
+    assert_eq!(
+        sa.reclaimed + sb.reclaimed,
+        0,
+        "renewed leases are never claimed"
+    );
+    for id in &ids {
+        assert_eq!(runs.lock().unwrap()[id.id()], 1);
+    }
+}
+
+#[test]
+fn one_node_serves_several_queues() {
+    let Some(srv) = server() else { return };
+    let runs = Runs::default();
+    let r = runs.clone();
+    let n = Node::builder(srv.url(), Pool::builder().workers(2).build().unwrap())
+        .queue("one")
+        .queue("two")
+        .handler("echo", move |j: &Job| -> Result<Vec<u8>, String> {
+            *r.lock().unwrap().entry(j.id.clone()).or_default() += 1;
+            Ok(j.queue.clone().into_bytes())
+        })
+        .start()
+        .unwrap();
+    let c = Client::open(&srv.url()).unwrap();
+    let a = c.enqueue(Enqueue::new("one", "echo", "")).unwrap();
+    let b = c
+        .enqueue(
+            Enqueue::new("two", "echo", "")
+                .priority(Priority::Low)
+                .delay(Duration::from_millis(20)),
+        )
+        .unwrap();
+    assert_eq!(
+        c.wait(&a, Duration::from_secs(30)).unwrap(),
+        Some(Ok(b"one".to_vec()))
+    );
+    assert_eq!(
+        c.wait(&b, Duration::from_secs(30)).unwrap(),
+        Some(Ok(b"two".to_vec()))
+    );
+    n.shutdown();
+}

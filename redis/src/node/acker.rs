@@ -11,6 +11,7 @@ use crate::keys::GROUP;
 use crate::scripts::{evalsha, Scripts};
 use crate::value;
 use crate::wire::now_ms;
+use std::cell::Cell;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
@@ -20,6 +21,10 @@ use std::time::{Duration, Instant};
 /// costs a round trip per few hundred jobs, small enough that one batch's
 /// scripts hold Redis for about a millisecond.
 const ACK_BATCH: usize = 256;
+/// How long a shutting-down node keeps trying to ack while Redis is
+/// unreachable before it leaves the entries to other nodes' claims: long
+/// enough to ride out a Redis restart, short enough that a shutdown ends.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Longest an outcome waits for others to share its round trip: small
 /// beside a round trip's cost to Redis, and a bound on the latency it adds.
 const ACK_LINGER: Duration = Duration::from_micros(500);
@@ -61,7 +66,22 @@ pub(crate) fn run(sh: &Arc<Shared>, rx: Receiver<Completion>) {
             }
         }
         let now = now_ms();
-        let replies = conn.run(&|| sh.closed(), |con| {
+        // Redis unreachable while the node shuts down: after a grace period
+        // give up on this batch; its entries stay pending and another node
+        // claims them when their lease ends (at least once, not lost).
+        let failing_since: Cell<Option<Instant>> = Cell::new(None);
+        let give_up = || {
+            if sh.closed() {
+                return true;
+            }
+            if !sh.stopping() {
+                return false;
+            }
+            let since = failing_since.get().unwrap_or_else(Instant::now);
+            failing_since.set(Some(since));
+            since.elapsed() >= SHUTDOWN_GRACE
+        };
+        let replies = conn.run(&give_up, |con| {
             let mut pipe = redis::pipe();
             for c in &batch {
                 let q = &sh.queues[c.queue];

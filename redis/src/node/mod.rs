@@ -468,6 +468,11 @@ impl Node {
     /// jobs taken but not started (back to their streams at once), and
     /// leaves the consumer group when nothing is left pending. Returns the
     /// node's counts. Idempotent.
+    ///
+    /// It waits for running handlers however long they take. If Redis is
+    /// unreachable, it tries to ack for 10 s more, then returns; what it
+    /// could not ack stays pending and another node claims it when the
+    /// lease ends.
     pub fn shutdown(&self) -> NodeStats {
         let threads = self
             .threads
