@@ -128,6 +128,30 @@ impl Histogram {
         self.max()
     }
 
+    /// What was recorded between an `earlier` snapshot of the same
+    /// histogram and this one: counts and sum are the differences; the
+    /// maximum stays this snapshot's (an upper bound: the maximum of an
+    /// interval is not kept). Useful to read quantiles per interval.
+    ///
+    /// ```
+    /// use runq::Pool;
+    /// let pool = Pool::builder().workers(1).build()?;
+    /// pool.submit(|| ())?.wait()?;
+    /// let before = pool.metrics().run_time;
+    /// pool.submit(|| ())?.wait()?;
+    /// pool.submit(|| ())?.wait()?;
+    /// assert_eq!(pool.metrics().run_time.since(&before).count(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn since(&self, earlier: &Histogram) -> Histogram {
+        let mut h = self.clone();
+        for (a, b) in h.buckets.iter_mut().zip(earlier.buckets.iter()) {
+            *a = a.saturating_sub(*b);
+        }
+        h.sum_nanos = h.sum_nanos.saturating_sub(earlier.sum_nanos);
+        h
+    }
+
     /// Cumulative counts: for each finite bucket its `le` label and the
     /// values at or below it, then `("+Inf", count)`.
     pub(crate) fn cumulative(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
@@ -143,8 +167,22 @@ impl Histogram {
         self.sum_nanos as f64 / 1e9
     }
 
-    /// Adds another histogram's values (a snapshot merges its blocks so).
-    pub(crate) fn merge(&mut self, other: &Histogram) {
+    /// Adds another histogram's values: to see several lanes, or several
+    /// pools, as one.
+    ///
+    /// ```
+    /// use runq::{Histogram, Pool};
+    /// let pool = Pool::builder().workers(1).build()?;
+    /// pool.submit(|| ())?.wait()?;
+    /// let m = pool.metrics();
+    /// let mut all = Histogram::default();
+    /// for lane in [&m.queue_wait_high, &m.queue_wait_normal, &m.queue_wait_low] {
+    ///     all.merge(lane);
+    /// }
+    /// assert_eq!(all.count(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn merge(&mut self, other: &Histogram) {
         for (a, b) in self.buckets.iter_mut().zip(other.buckets.iter()) {
             *a = a.wrapping_add(*b);
         }
@@ -342,6 +380,17 @@ mod tests {
         assert_eq!(cum[0], ("1e-06", 1));
         assert_eq!(cum[FINITE - 1], ("10", 1));
         assert_eq!(cum[FINITE], ("+Inf", 2));
+    }
+
+    #[test]
+    fn since_subtracts_an_earlier_snapshot() {
+        let early = Histogram::of_nanos(&[3_000, 3_000]);
+        let late = Histogram::of_nanos(&[3_000, 3_000, 3_000, 400_000]);
+        let d = late.since(&early);
+        assert_eq!(d.count(), 2);
+        assert_eq!(d.sum(), Duration::from_nanos(403_000));
+        assert_eq!(d.quantile(1.0), Duration::from_micros(400));
+        assert_eq!(early.since(&late).count(), 0);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use runq_bench::alloc::CountingAlloc;
 use runq_bench::report::{self, RunInfo, Series, WorkloadResult};
-use runq_bench::{plot, Engine, EngineKind, Size, Workload};
+use runq_bench::{plot, workload, Engine, EngineKind, Size, Workload};
 
 #[global_allocator]
 static ALLOCATOR: CountingAlloc = CountingAlloc;
@@ -201,7 +201,14 @@ fn run(cli: &Cli) -> Result<bool, String> {
                 let idx = (j + r) % kinds.len();
                 bar.set_message(kinds[idx].name());
                 let engine = Engine::new(kinds[idx], workers);
-                let outcome = workload.run(&engine, &size);
+                let mut outcome = workload.run(&engine, &size);
+                // The pool's own view of the same run: its queue-wait
+                // histogram over every lane, less the warm-up.
+                let warm = workload::WARM_UP_WAIT.lock().expect("baseline lock").take();
+                outcome.pool_wait = engine.runq_pool().map(|pool| {
+                    let wait = workload::pool_wait(pool);
+                    warm.map_or(wait.clone(), |w| wait.since(&w))
+                });
                 drop(engine);
                 if !outcome.verified() {
                     all_done = false;

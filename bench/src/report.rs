@@ -68,6 +68,17 @@ impl Series {
         self.outcomes.iter().filter(|o| !o.verified()).count()
     }
 
+    /// runq: the pool's own queue-wait histograms of all runs, merged.
+    pub fn merged_pool_wait(&self) -> Option<runq::Histogram> {
+        let mut merged = runq::Histogram::default();
+        let mut any = false;
+        for h in self.outcomes.iter().filter_map(|o| o.pool_wait.as_ref()) {
+            merged.merge(h);
+            any = true;
+        }
+        any.then_some(merged)
+    }
+
     /// All probes of all runs in one histogram (latency workloads).
     pub fn merged_latency(&self) -> Option<Histogram<u64>> {
         let mut merged = latency_histogram();
@@ -229,6 +240,18 @@ impl WorkloadResult {
                 );
             }
             let _ = writeln!(out);
+            if let Some(h) = s.merged_pool_wait().filter(|h| h.count() > 0) {
+                // Bucket upper bounds (1-2-5 steps): the quantile is at most this.
+                let q = |q: f64| seconds(h.quantile(q).as_secs_f64());
+                let _ = writeln!(
+                    out,
+                    "  {:<15} queue wait (all lanes) from the pool's metrics: p50 <= {}, p99 <= {} over {} task starts",
+                    "",
+                    q(0.5),
+                    q(0.99),
+                    crate::workload::thousands(h.count())
+                );
+            }
         }
         let _ = writeln!(out, "  {}", self.verdict());
         out
@@ -325,6 +348,9 @@ struct JsonSample<'a> {
     p99_ns: Option<u64>,
     p999_ns: Option<u64>,
     max_ns: Option<u64>,
+    /// runq: the pool's own queue-wait quantiles (bucket upper bounds).
+    pool_wait_p50_ns: Option<u64>,
+    pool_wait_p99_ns: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -345,6 +371,14 @@ struct JsonRun<'a> {
     samples: Vec<JsonSample<'a>>,
     summary: Vec<JsonSummary<'a>>,
     verdicts: Vec<String>,
+}
+
+/// A quantile of the pool's own queue-wait histogram of one run, in ns.
+fn pool_q(o: &Outcome, q: f64) -> Option<u64> {
+    o.pool_wait
+        .as_ref()
+        .filter(|h| h.count() > 0)
+        .map(|h| h.quantile(q).as_nanos() as u64)
 }
 
 /// Every sample, the summaries and verdicts, as pretty JSON.
@@ -378,6 +412,8 @@ pub fn to_json(info: &RunInfo, results: &[WorkloadResult]) -> String {
                         .as_ref()
                         .filter(|h| !h.is_empty())
                         .map(|h| h.max()),
+                    pool_wait_p50_ns: pool_q(o, 0.5),
+                    pool_wait_p99_ns: pool_q(o, 0.99),
                 });
             }
             summary.push(JsonSummary {
@@ -423,7 +459,31 @@ mod tests {
             expected: 1,
             done: 1,
             note: None,
+            pool_wait: None,
         }
+    }
+
+    #[test]
+    fn runq_rows_show_the_pools_own_queue_wait() {
+        let mut series = Series::new(EngineKind::Runq);
+        let pool = runq::Pool::builder().workers(1).build().unwrap();
+        for _ in 0..10 {
+            pool.submit(|| ()).unwrap().wait().unwrap();
+        }
+        let mut o = outcome(1e-3);
+        o.pool_wait = Some(crate::workload::pool_wait(&pool));
+        series.outcomes.push(o);
+        let result = WorkloadResult {
+            workload: Workload::ChainedSpawn,
+            about: String::new(),
+            series: vec![series],
+        };
+        let table = result.table();
+        assert!(
+            table.contains("queue wait (all lanes) from the pool's metrics: p50 <= "),
+            "{table}"
+        );
+        assert!(table.contains("over 10 task starts"), "{table}");
     }
 
     #[test]

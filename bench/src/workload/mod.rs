@@ -403,6 +403,9 @@ pub struct Outcome {
     pub done: u64,
     /// Why there is no value, when there is none.
     pub note: Option<&'static str>,
+    /// runq only: the pool's own queue-wait histogram (all lanes) at the
+    /// end of the run, from `Pool::metrics`.
+    pub pool_wait: Option<runq::Histogram>,
 }
 
 impl Outcome {
@@ -414,6 +417,7 @@ impl Outcome {
             expected,
             done,
             note: None,
+            pool_wait: None,
         }
     }
 
@@ -430,6 +434,20 @@ impl Outcome {
     pub fn measured(&self) -> bool {
         self.stalled.is_none() && self.value.is_finite()
     }
+}
+
+/// runq's queue-wait histogram (all lanes) as the last warm-up left it,
+/// so that the report shows the measured part of the run only. Engines run
+/// one at a time: `main` takes it after each run.
+pub static WARM_UP_WAIT: std::sync::Mutex<Option<runq::Histogram>> = std::sync::Mutex::new(None);
+
+/// A runq pool's queue-wait histogram over every lane.
+pub fn pool_wait(pool: &runq::Pool) -> runq::Histogram {
+    let m = pool.metrics();
+    let mut wait = m.queue_wait_high;
+    wait.merge(&m.queue_wait_normal);
+    wait.merge(&m.queue_wait_low);
+    wait
 }
 
 /// 12800 -> "12,800".

@@ -24,6 +24,9 @@ pub(super) fn warm_up(spawner: &Spawner) {
         spawner.spawn(move || cd.hit());
     }
     cd.wait();
+    if let Spawner::Runq(pool, _) = spawner {
+        *super::WARM_UP_WAIT.lock().expect("baseline lock") = Some(super::pool_wait(pool));
+    }
 }
 
 pub(super) fn many_local(engine: &Engine, n: u64) -> Outcome {
