@@ -24,6 +24,7 @@ pub(crate) struct Scripts {
     pub(crate) cancel: Script,
     pub(crate) dead_letter: Script,
     pub(crate) requeue_dead: Script,
+    pub(crate) forget_consumers: Script,
 }
 
 fn with_common(body: &str) -> Script {
@@ -44,10 +45,11 @@ impl Scripts {
             cancel: with_common(include_str!("scripts/cancel.lua")),
             dead_letter: with_common(include_str!("scripts/dead_letter.lua")),
             requeue_dead: with_common(include_str!("scripts/requeue_dead.lua")),
+            forget_consumers: with_common(include_str!("scripts/forget_consumers.lua")),
         })
     }
 
-    fn all(&self) -> [&Script; 9] {
+    fn all(&self) -> [&Script; 10] {
         [
             &self.enqueue,
             &self.take,
@@ -58,6 +60,7 @@ impl Scripts {
             &self.cancel,
             &self.dead_letter,
             &self.requeue_dead,
+            &self.forget_consumers,
         ]
     }
 

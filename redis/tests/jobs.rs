@@ -766,3 +766,56 @@ fn one_node_serves_several_queues() {
     );
     n.shutdown();
 }
+
+#[test]
+fn consumers_of_dead_nodes_are_forgotten_once_they_hold_nothing() {
+    let Some(srv) = server() else { return };
+    let mut con = srv.con();
+    redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg("runq:{fg}:normal")
+        .arg("runq")
+        .arg("0")
+        .arg("MKSTREAM")
+        .query::<()>(&mut con)
+        .unwrap();
+    // A consumer that joined once and went away.
+    redis::cmd("XGROUP")
+        .arg("CREATECONSUMER")
+        .arg("runq:{fg}:normal")
+        .arg("runq")
+        .arg("ghost")
+        .query::<i64>(&mut con)
+        .unwrap();
+    let c = Client::open(&srv.url()).unwrap();
+    let names = |c: &Client| -> Vec<String> {
+        c.stats("fg")
+            .unwrap()
+            .consumers
+            .into_iter()
+            .map(|c| c.name)
+            .collect()
+    };
+    assert!(names(&c).contains(&"ghost".to_string()));
+    let n = Node::builder(srv.url(), Pool::builder().workers(1).build().unwrap())
+        .queue("fg")
+        .name("alive")
+        .lease(Duration::from_millis(20))
+        .handler("echo", |j: &Job| -> Result<Vec<u8>, String> {
+            Ok(j.payload.clone())
+        })
+        .start()
+        .unwrap();
+    wait_until("the ghost consumer is forgotten", || {
+        !names(&c).contains(&"ghost".to_string())
+    });
+    let id = c
+        .enqueue(Enqueue::new("fg", "echo", "still works"))
+        .unwrap();
+    assert!(c
+        .wait(&id, Duration::from_secs(30))
+        .unwrap()
+        .unwrap()
+        .is_ok());
+    n.shutdown();
+}

@@ -1,5 +1,6 @@
 //! The keeper: promotes due delayed jobs and retries, renews the leases of
-//! the entries this node holds, and claims entries whose lease ran out.
+//! the entries this node holds, claims entries whose lease ran out, and
+//! forgets consumers (dead nodes) that hold nothing and stay idle.
 
 use super::dispatch::{dispatch, Delivered};
 use super::Shared;
@@ -17,6 +18,14 @@ use std::time::{Duration, Instant};
 const PROMOTE_BATCH: usize = 1000;
 /// Most idle entries one reclaim call looks at, per stream.
 const RECLAIM_BATCH: usize = 100;
+/// A consumer that holds nothing and has not read for this many leases
+/// (and at least [`MIN_FORGET_IDLE`]) is removed from its group.
+const FORGET_AFTER_LEASES: u32 = 10;
+/// Floor of the idle time after which an empty consumer is forgotten.
+/// Forgetting a live node that holds nothing is harmless (its next read
+/// creates it again), so this only keeps the churn down: live nodes read
+/// every 200 ms when idle.
+const MIN_FORGET_IDLE: Duration = Duration::from_secs(1);
 /// Reply time allowed before the connection counts as lost.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -31,6 +40,8 @@ pub(crate) fn run(sh: &Arc<Shared>) {
     let reclaim_every = (sh.lease / 2).max(sh.poll);
     let mut next_renew = Instant::now() + renew_every;
     let mut next_reclaim = Instant::now();
+    let forget_idle = (sh.lease * FORGET_AFTER_LEASES).max(MIN_FORGET_IDLE);
+    let mut next_forget = Instant::now() + forget_idle / 2;
     let streams: Vec<(usize, String)> = sh
         .queues
         .iter()
@@ -117,6 +128,18 @@ pub(crate) fn run(sh: &Arc<Shared>) {
                     dispatch(sh, &mut conn, batch);
                 }
             }
+        }
+        if !sh.stopping() && Instant::now() >= next_forget {
+            next_forget = Instant::now() + forget_idle / 2;
+            conn.run(&give_up, |con| {
+                let mut pipe = redis::pipe();
+                for (_, stream) in &streams {
+                    let mut cmd = evalsha(&Scripts::get().forget_consumers, &[stream]);
+                    cmd.arg(GROUP).arg(forget_idle.as_millis() as u64);
+                    pipe.add_command(cmd).ignore();
+                }
+                pipe.query::<()>(con)
+            });
         }
         let until = Instant::now() + sh.poll;
         while Instant::now() < until && !sh.closed() {

@@ -16,7 +16,8 @@
 //!   (`promote.lua`), renews the leases of held entries (XCLAIM JUSTID every
 //!   third of a lease), and claims entries idle longer than the lease from
 //!   dead or cut-off nodes, dead-lettering those delivered `max_deliveries`
-//!   times (`reclaim.lua`).
+//!   times (`reclaim.lua`); it also removes consumers that hold nothing and
+//!   stayed idle for ten leases (`forget_consumers.lua`): dead nodes.
 //!
 //! `Node::shutdown` stops the reader and the claims, lets running jobs
 //! finish and acks them, and releases the jobs taken but not started (each
