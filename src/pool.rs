@@ -375,6 +375,11 @@ impl Pool {
     /// Called on one of the pool's own workers it cannot join that worker:
     /// it closes intake and returns at once, and the workers exit when the
     /// accepted work is done.
+    ///
+    /// On a manual pool (see [`ManualDriver`](crate::ManualDriver)) it
+    /// closes intake and returns: the tasks already accepted still wait for
+    /// the driver, and the report counts them in `in_flight`. On an inline
+    /// pool nothing is left to run.
     pub fn shutdown(&self) -> ShutdownReport {
         shutdown(self.shared(), false)
     }
@@ -382,7 +387,8 @@ impl Pool {
     /// Stops intake, resolves every task that has not started (queued,
     /// delayed, waiting for a retry) as `Cancelled` (their callbacks run),
     /// lets running tasks finish (without further retries), joins the
-    /// workers and reports.
+    /// workers and reports. On an inline or manual pool the cancellations
+    /// (and their callbacks) happen on the calling thread, before it returns.
     pub fn shutdown_now(&self) -> ShutdownReport {
         shutdown(self.shared(), true)
     }
