@@ -319,6 +319,34 @@ fn nested_wait_on_one_worker_completes() {
 }
 
 #[test]
+fn lifo_slot_two_spawned_children_each_run_once_with_no_lost_wake() {
+    // A task spawns two children from its worker: the first goes into the
+    // "next task" slot with no wake-up, the second displaces it into the
+    // deque and notifies. Whether the other worker steals the displaced
+    // child or sleeps through, both children run exactly once and nobody
+    // parks with a child still in its slot.
+    model(|| {
+        let p = pool(2);
+        let inner = p.clone();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let r = runs.clone();
+        let h = p
+            .submit(move || {
+                let (a, b) = (r.clone(), r.clone());
+                let ha = inner.submit(move || a.fetch_add(1, SeqCst)).unwrap();
+                let hb = inner.submit(move || b.fetch_add(10, SeqCst)).unwrap();
+                (ha, hb)
+            })
+            .unwrap();
+        let (ha, hb) = h.wait().unwrap();
+        ha.wait().unwrap();
+        hb.wait().unwrap();
+        drop(p);
+        assert_eq!(runs.load(SeqCst), 11, "each child ran exactly once");
+    });
+}
+
+#[test]
 fn join_on_a_worker_returns_both_halves() {
     model(|| {
         let p = pool(2);

@@ -14,9 +14,12 @@
 //! - every [`LOW_EVERY`]-th time a worker looks for work it takes a waiting
 //!   Low task first, so a Low task waits behind at most `LOW_EVERY - 1`
 //!   other jobs per worker;
-//! - every [`FAIR_EVERY`]-th time it looks at the Normal injector before its
-//!   own deque, so work spawned from inside the pool cannot starve work
-//!   submitted from outside.
+//! - after a job of its own (its "next task" slot, its deque, or a steal) a
+//!   worker looks at the Normal injector first, so work spawned from inside
+//!   the pool cannot starve work submitted from outside: while both wait,
+//!   they alternate;
+//! - a worker runs at most [`LIFO_BURST`] tasks in a row from its "next
+//!   task" slot before it gives its deque a turn.
 //!
 //! Ordering: tasks submitted from outside the pool at one priority are taken
 //! from their injector in FIFO order, one at a time (never moved in batches
@@ -53,11 +56,12 @@ pub(crate) const HIGH_BURST: u32 = if cfg!(loom) { 1 } else { 16 };
 /// Every this many searches a worker takes a waiting Low task first.
 pub(crate) const LOW_EVERY: u32 = 32;
 
-/// Every this many searches a worker looks at the Normal injector before its
-/// own deque, so tasks that keep spawning locally cannot starve submissions
-/// from outside (tokio's scheduler uses the same prime, 61, for the same
-/// purpose; any value in the tens keeps the cost negligible).
-pub(crate) const FAIR_EVERY: u32 = 61;
+/// Tasks a worker runs in a row from its "next task" slot before its deque
+/// gets a turn. tokio's LIFO slot uses the same bound (3 polls per tick);
+/// chained_spawn and ping_pong run no slower with 3 than with 16 in
+/// runq-bench, and the smaller the bound the sooner a respawning pair lets
+/// the rest of the deque through.
+pub(crate) const LIFO_BURST: u32 = 3;
 
 pub(crate) struct Lanes {
     pub(crate) high: Injector<JobRef>,

@@ -151,8 +151,9 @@ impl Shared {
     }
 
     /// Queues a task that is ready to run. From one of this pool's workers,
-    /// Normal work goes to that worker's deque; otherwise to the lane's
-    /// injector.
+    /// Normal work goes to that worker's "next task" slot (waking nobody
+    /// unless it displaced an older task into the deque); otherwise to the
+    /// lane's injector.
     pub(crate) fn push(&self, job: StdArc<dyn Job>, priority: Priority) {
         job.header()
             .ready
@@ -165,7 +166,11 @@ impl Shared {
             Priority::High => self.lanes.high.push(job),
             Priority::Low => self.lanes.low.push(job),
             Priority::Normal => match WorkerThread::current_of(self) {
-                Some(w) => w.push_local(job),
+                Some(w) => {
+                    if !w.push_task(job) {
+                        return;
+                    }
+                }
                 None => self.lanes.normal.push(job),
             },
         }

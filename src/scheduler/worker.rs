@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::sync::deque::{Steal, Worker};
 use crossbeam_utils::Backoff;
 
-use super::lanes::{take, FAIR_EVERY, HIGH_BURST, LOW_EVERY};
+use super::lanes::{take, HIGH_BURST, LIFO_BURST, LOW_EVERY};
 use super::{random_u64, JobRef, Shared};
 use crate::latch::{CountLatch, Latch, Probe};
 use crate::metrics::Event;
@@ -30,6 +30,15 @@ pub(crate) struct WorkerThread {
     high_streak: Cell<u32>,
     /// Searches so far (for Low-lane aging).
     ticks: Cell<u32>,
+    /// The "next task" slot: the task most recently spawned by a task
+    /// running on this worker. It runs before the deque, and filling it
+    /// wakes nobody (see [`push_task`](Self::push_task)).
+    next: Cell<Option<JobRef>>,
+    /// Jobs taken from `next` in a row (for the [`LIFO_BURST`] bound).
+    next_streak: Cell<u32>,
+    /// The last job came from this worker's own queues (slot, deque, or a
+    /// steal): the Normal injector gets the next turn (fair intake).
+    owed_to_injector: Cell<bool>,
 }
 
 impl WorkerThread {
@@ -55,6 +64,43 @@ impl WorkerThread {
         self.local.push(job);
     }
 
+    /// Queues a Normal task spawned on this worker: it goes into the
+    /// "next task" slot, and the task it displaces (if any) into the deque,
+    /// where thieves can see it. Returns whether the deque grew, i.e.
+    /// whether a sleeper should be told.
+    ///
+    /// A task in the slot is not visible to other workers: it runs when the
+    /// task that spawned it returns (or waits on a handle, which helps). So
+    /// the pattern of chains, ping-pong and actors, one task spawning the
+    /// next, costs no wake-up and no deque operation; the price is that a
+    /// task which spawns one child and then runs for long keeps that child
+    /// to itself meanwhile (tokio's LIFO slot makes the same trade).
+    #[inline]
+    pub(crate) fn push_task(&self, job: JobRef) -> bool {
+        match self.next.replace(Some(job)) {
+            None => false,
+            Some(older) => {
+                self.local.push(older);
+                true
+            }
+        }
+    }
+
+    /// The next job of this worker's own: the slot, unless it ran
+    /// [`LIFO_BURST`] times in a row and the deque has a job; else the deque.
+    #[inline]
+    fn take_own(&self) -> Option<JobRef> {
+        let streak = self.next_streak.get();
+        if streak < LIFO_BURST {
+            if let Some(job) = self.next.take() {
+                self.next_streak.set(streak + 1);
+                return Some(job);
+            }
+        }
+        self.next_streak.set(0);
+        self.local.pop().or_else(|| self.next.take())
+    }
+
     /// Finds the next job, in the order the scheduler module describes.
     pub(crate) fn find_work(&self) -> Option<JobRef> {
         let lanes = &self.shared.lanes;
@@ -73,20 +119,26 @@ impl WorkerThread {
             }
         }
         self.high_streak.set(0);
-        if tick % FAIR_EVERY == 0 {
-            // Fairness: tasks that keep spawning into their own deque must
-            // not starve submissions waiting in the injector.
+        if self.owed_to_injector.get() {
+            // Fair intake: after a job of its own, a worker takes a waiting
+            // outside submission before its next own job, so tasks that
+            // keep spawning cannot starve the injector (they get half of
+            // the worker at most while it has work).
             if let Some(job) = self.steal_injector() {
+                self.owed_to_injector.set(false);
                 return Some(job);
             }
         }
-        if let Some(job) = self.local.pop() {
+        if let Some(job) = self.take_own() {
+            self.owed_to_injector.set(true);
             return Some(job);
         }
         if let Some(job) = self.steal_injector() {
+            self.owed_to_injector.set(false);
             return Some(job);
         }
         if let Some(job) = self.steal_from_others() {
+            self.owed_to_injector.set(true);
             return Some(job);
         }
         if streak >= HIGH_BURST {
@@ -416,6 +468,9 @@ pub(crate) fn run_worker(
         shared,
         high_streak: Cell::new(0),
         ticks: Cell::new(0),
+        next: Cell::new(None),
+        next_streak: Cell::new(0),
+        owed_to_injector: Cell::new(false),
     };
     CURRENT.with(|c| c.set(&worker));
     crate::stamp::enter_worker();
