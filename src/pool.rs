@@ -9,9 +9,10 @@ use crate::error::{BuildError, SubmitError, TrySubmitError};
 use crate::handle::Handle;
 use crate::metrics::{Event, Latency, Metrics, ShutdownReport};
 use crate::scheduler::worker::WorkerThread;
-use crate::scheduler::Shared;
+use crate::scheduler::{JobRef, Shared};
 use crate::scope::Scope;
 use crate::slot::{ADMITTED, DELAYED, QUEUED};
+use crate::spawned::SpawnRef;
 use crate::sync::Arc;
 use crate::task::{Job, Once, Priority, Task, TaskCell, TaskJob};
 
@@ -82,11 +83,32 @@ impl Pool {
 
     /// Runs `f` in the background, fire and forget. A panic in `f` is
     /// caught and counted in [`Metrics::panicked`].
+    ///
+    /// The task's cell comes from a recycled block (see the crate docs'
+    /// "What it costs"): a closure of up to 104 bytes of captures costs no
+    /// heap allocation once the pool has run a few tasks; a larger one is
+    /// boxed (one allocation).
     pub fn spawn<F>(&self, f: F) -> Result<(), SubmitError>
     where
         F: FnOnce() + Send + 'static,
     {
-        self.submit_plain(f, false).map(drop)
+        let shared = self.shared();
+        if shared.driven.is_some() || cfg!(feature = "tracing") {
+            // Inline and manual pools run or hold tasks through their
+            // driver, and the tracing build gives every attempt a span with
+            // the task's id: both take the general path.
+            return self.submit_plain(f, false).map(drop);
+        }
+        self.enter(1)?;
+        let admit = self.admit(1, true).inspect_err(|_| self.leave(1))?;
+        let ready = shared.stats.clock().now();
+        let job = SpawnRef::new(f, admit == Admit::Permit, ready);
+        if admit == Admit::Inline {
+            job.run(shared);
+        } else {
+            shared.push_ref(JobRef::Spawned(job), Priority::Normal);
+        }
+        Ok(())
     }
 
     /// Runs `f` in the background and returns a [`Handle`] to its result.
@@ -98,9 +120,9 @@ impl Pool {
         self.submit_plain(f, true).map(expect_handle)
     }
 
-    /// The hot path of `spawn` and `submit`: a closure with no options, so
-    /// no key, delay or deadline to look at, and the state word is set
-    /// before the cell is shared.
+    /// The hot path of `submit` (and of `spawn` on inline and manual pools):
+    /// a closure with no options, so no key, delay or deadline to look at,
+    /// and the state word is set before the cell is shared.
     #[inline]
     fn submit_plain<T, F>(&self, f: F, want_handle: bool) -> Result<Option<Handle<T>>, SubmitError>
     where

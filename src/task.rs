@@ -508,7 +508,7 @@ fn set_code(state: &Futex, bits: u32) -> u32 {
 }
 
 /// Drops a panic payload whose own destructor might panic.
-fn drop_payload(payload: Box<dyn std::any::Any + Send>) {
+pub(crate) fn drop_payload(payload: Box<dyn std::any::Any + Send>) {
     if catch_unwind(AssertUnwindSafe(move || drop(payload))).is_err() {
         // A payload whose destructor panics twice is leaked, not re-raised.
     }
@@ -532,6 +532,17 @@ pub fn is_cancelled() -> bool {
         // value, and only read on this thread.
         !p.is_null() && unsafe { (*p).load(Ordering::Relaxed) } & CANCEL_REQ != 0
     })
+}
+
+/// Runs the body of a fire-and-forget task (see `spawned.rs`) as a task:
+/// [`in_task`] is true meanwhile and [`is_cancelled`] false (nothing can
+/// cancel a task without a handle). A panic comes back as the error.
+pub(crate) fn run_detached<F: FnOnce()>(f: F) -> std::thread::Result<()> {
+    let word = Futex::new(RUNNING);
+    let previous = CURRENT_TASK.with(|c| c.replace(&word as *const Futex));
+    let outcome = catch_unwind(AssertUnwindSafe(f));
+    CURRENT_TASK.with(|c| c.set(previous));
+    outcome
 }
 
 /// True while this thread runs a task body or a completion callback.

@@ -220,3 +220,85 @@ fn wait_timeout_gives_the_handle_back() {
     let h = h.wait_timeout(Duration::ZERO).unwrap_err();
     assert_eq!(h.wait_timeout(Duration::from_secs(30)).unwrap().unwrap(), 2);
 }
+
+#[test]
+fn spawned_cells_small_large_and_cancelled_each_drop_their_closure_once() {
+    // Small closures live in a recycled block, large ones are boxed into
+    // one; a spawn from a task reuses the block its parent just gave back;
+    // a closure dropped unrun by `shutdown_now` is dropped exactly once.
+    struct D(Arc<AtomicUsize>);
+    impl Drop for D {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let drops = Arc::new(AtomicUsize::new(0));
+    let ran = Arc::new(AtomicUsize::new(0));
+    let p = pool(2);
+    for i in 0..6u64 {
+        let (d, r) = (D(drops.clone()), ran.clone());
+        let big = [i; 32]; // 256 bytes: over the inline limit
+        if i % 2 == 0 {
+            p.spawn(move || {
+                let _d = d;
+                r.fetch_add(1, Ordering::SeqCst);
+            })
+            .unwrap();
+        } else {
+            p.spawn(move || {
+                let _d = d;
+                r.fetch_add(
+                    big.iter().sum::<u64>() as usize / (32 * i as usize),
+                    Ordering::SeqCst,
+                );
+            })
+            .unwrap();
+        }
+    }
+    let (inner, r, d) = (p.clone(), ran.clone(), D(drops.clone()));
+    let (child_tx, child_rx) = std::sync::mpsc::channel::<()>();
+    p.spawn(move || {
+        let _d = d;
+        inner
+            .spawn(move || {
+                r.fetch_add(1, Ordering::SeqCst);
+                child_tx.send(()).unwrap();
+            })
+            .unwrap();
+    })
+    .unwrap();
+    child_rx.recv().unwrap();
+    let report = p.shutdown();
+    assert_eq!(ran.load(Ordering::SeqCst), 7);
+    assert_eq!(drops.load(Ordering::SeqCst), 7);
+    assert_eq!(report.completed, 8);
+
+    // Queued behind a busy worker, then cancelled by shutdown_now.
+    let p = pool(1);
+    let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
+    let started = Arc::new(AtomicUsize::new(0));
+    let s = started.clone();
+    p.spawn(move || {
+        s.fetch_add(1, Ordering::SeqCst);
+        let _ = gate_rx.recv();
+    })
+    .unwrap();
+    while started.load(Ordering::SeqCst) == 0 {
+        std::thread::yield_now();
+    }
+    let cancelled = Arc::new(AtomicUsize::new(0));
+    for _ in 0..3 {
+        let d = D(cancelled.clone());
+        p.spawn(move || drop(d)).unwrap();
+    }
+    let q = p.clone();
+    let stopper = std::thread::spawn(move || q.shutdown_now());
+    while !p.is_shut_down() {
+        std::thread::yield_now();
+    }
+    gate_tx.send(()).unwrap();
+    let report = stopper.join().unwrap();
+    assert_eq!(cancelled.load(Ordering::SeqCst), 3);
+    assert_eq!(report.cancelled, 3);
+    assert_eq!(report.completed, 1);
+}

@@ -319,30 +319,40 @@ fn nested_wait_on_one_worker_completes() {
 }
 
 #[test]
-fn lifo_slot_two_spawned_children_each_run_once_with_no_lost_wake() {
+fn lifo_slot_one_worker_two_spawned_children_each_run_once() {
     // A task spawns two children from its worker: the first goes into the
     // "next task" slot with no wake-up, the second displaces it into the
-    // deque and notifies. Whether the other worker steals the displaced
-    // child or sleeps through, both children run exactly once and nobody
-    // parks with a child still in its slot.
+    // deque (and notifies). Both run exactly once, and the worker never
+    // parks with a child in its slot, however the outside waiter's waits
+    // interleave.
     model(|| {
-        let p = pool(2);
+        let p = pool(1);
         let inner = p.clone();
         let runs = Arc::new(AtomicUsize::new(0));
         let r = runs.clone();
         let h = p
             .submit(move || {
                 let (a, b) = (r.clone(), r.clone());
-                let ha = inner.submit(move || a.fetch_add(1, SeqCst)).unwrap();
-                let hb = inner.submit(move || b.fetch_add(10, SeqCst)).unwrap();
-                (ha, hb)
+                inner.spawn(move || drop(a.fetch_add(1, SeqCst))).unwrap();
+                inner.submit(move || b.fetch_add(10, SeqCst)).unwrap()
             })
             .unwrap();
-        let (ha, hb) = h.wait().unwrap();
-        ha.wait().unwrap();
-        hb.wait().unwrap();
+        h.wait().unwrap().wait().unwrap();
         drop(p);
         assert_eq!(runs.load(SeqCst), 11, "each child ran exactly once");
+    });
+}
+
+#[test]
+fn lifo_slot_two_workers_a_slotted_child_runs_without_a_wake() {
+    // The child goes into the slot of the worker that runs its parent, and
+    // no wake-up is sent for it: it must still run, whether the other
+    // worker sleeps through or not.
+    model(|| {
+        let p = pool(2);
+        let inner = p.clone();
+        let h = p.submit(move || inner.submit(|| 5).unwrap()).unwrap();
+        assert_eq!(h.wait().unwrap().wait().unwrap(), 5);
     });
 }
 

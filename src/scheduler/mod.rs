@@ -61,6 +61,8 @@ use worker::WorkerThread;
 pub(crate) enum JobRef {
     /// A submitted task: one attempt of it.
     Task(StdArc<dyn Job>),
+    /// A fire-and-forget task in a recycled cell (`Pool::spawn`).
+    Spawned(crate::spawned::SpawnRef),
     /// A scope spawn or a cold `join`: a boxed closure whose borrows are
     /// kept alive by a caller that waits for it (see `scope.rs`, `join.rs`).
     Heap(Box<dyn FnOnce(&Shared) + Send + 'static>),
@@ -161,7 +163,13 @@ impl Shared {
         if let Some(driven) = &self.driven {
             return driven.push(job, priority);
         }
-        let job = JobRef::Task(job);
+        self.push_ref(JobRef::Task(job), priority);
+    }
+
+    /// [`push`](Self::push) for any job the queues carry, on a pool with
+    /// workers (not an inline or manual one). The caller stamped it ready.
+    #[inline]
+    pub(crate) fn push_ref(&self, job: JobRef, priority: Priority) {
         match priority {
             Priority::High => self.lanes.high.push(job),
             Priority::Low => self.lanes.low.push(job),

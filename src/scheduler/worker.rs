@@ -208,6 +208,13 @@ impl WorkerThread {
                     task.run(&self.shared);
                 }
             }
+            JobRef::Spawned(task) => {
+                if self.shared.stopping_now() {
+                    task.cancel(&self.shared);
+                } else {
+                    task.run(&self.shared);
+                }
+            }
             JobRef::Heap(f) => {
                 f(&self.shared);
                 crate::stamp::forget_boundary();

@@ -1,0 +1,268 @@
+//! Recycled memory for task cells: fixed-size blocks kept on per-thread
+//! free lists, so that a steady stream of fire-and-forget tasks allocates
+//! nothing.
+//!
+//! # Design
+//!
+//! Every block is [`BLOCK`] bytes aligned to [`ALIGN`]. A thread keeps its
+//! free blocks in an intrusive singly linked list (a free block's first
+//! word points to the next one) in a thread-local, so taking and returning
+//! a block costs no atomic operation. A block is usually freed on another
+//! thread than the one that took it (an outside submitter allocates, a
+//! worker frees), so the lists are balanced through one global stack of
+//! *batches* of [`BATCH`] blocks behind a mutex: a thread whose list grows
+//! past [`LOCAL_MAX`] hands a batch to it, and a thread whose list is empty
+//! takes a batch from it. The mutex is taken once per [`BATCH`] blocks.
+//!
+//! Memory kept is bounded: [`LOCAL_MAX`] blocks (16 KiB) per thread and
+//! [`GLOBAL_MAX`] batches (2 MiB) in the global stack; beyond that, blocks
+//! go back to the system allocator. A thread's list is handed to the global stack
+//! (or freed) when the thread exits.
+//!
+//! Under loom every block comes from and goes back to the system allocator
+//! (loom replays executions, and a block kept across them would carry
+//! state from one to the next). Miri runs the recycling code itself.
+
+use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
+use std::cell::Cell;
+use std::ptr::{self, NonNull};
+
+use crate::sync::Mutex;
+
+/// Bytes in one block. A cell is two words of header and the closure, so a
+/// closure of up to [`MAX_INLINE`] bytes fits; 128 bytes is two cache lines
+/// and covers the closures runq-bench's workloads and the tests spawn (an
+/// `Arc` or two and a few integers).
+pub(crate) const BLOCK: usize = 128;
+
+/// Alignment of every block: enough for any closure made of pointers,
+/// integers and `u128`s.
+pub(crate) const ALIGN: usize = 16;
+
+/// Blocks a thread keeps before it hands a batch to the global stack.
+/// Twice a batch, so a thread that alternates between freeing and
+/// allocating around the threshold does not move a batch each time.
+const LOCAL_MAX: usize = 2 * BATCH;
+
+/// Blocks moved to or from the global stack at once: the mutex is taken
+/// once per this many blocks (64 keeps its cost under 1 ns per task in
+/// runq-bench's remote_spawn, where every block crosses threads).
+const BATCH: usize = 64;
+
+/// Batches the global stack keeps (2 MiB of blocks); more go back to the
+/// system allocator. Enough for a burst of 16,384 tasks in flight from
+/// outside submitters: runq-bench's alloc_per_task queues 10,000 in one
+/// burst, and with 64 batches (4,096 blocks) a third of its tasks still
+/// allocated on the shared 2-core machine, where the submitter runs far
+/// ahead of the workers.
+const GLOBAL_MAX: usize = 256;
+
+fn layout() -> Layout {
+    // BLOCK and ALIGN are constants that form a valid layout.
+    Layout::from_size_align(BLOCK, ALIGN).expect("block layout")
+}
+
+/// A free block: its first word links to the next free block.
+struct Free {
+    next: *mut Free,
+}
+
+/// A linked list of free blocks, with its length.
+struct List {
+    head: *mut Free,
+    len: usize,
+}
+
+// SAFETY: a `List` owns the blocks it links (nobody else holds a pointer
+// to a free block), and blocks are plain memory with no thread affinity.
+unsafe impl Send for List {}
+
+impl List {
+    /// Frees every block to the system allocator.
+    fn release(mut self) {
+        while !self.head.is_null() {
+            let block = self.head;
+            // SAFETY: `block` is a free block this list owns (module docs);
+            // its first word holds the link, written by `push`.
+            self.head = unsafe { (*block).next };
+            // SAFETY: every block came from `alloc` with `layout()`.
+            unsafe { dealloc(block.cast(), layout()) };
+        }
+        self.len = 0;
+    }
+}
+
+/// The global stack of full batches.
+static GLOBAL: Mutex<Vec<List>> = Mutex::new(Vec::new());
+
+/// This thread's free list.
+struct Local {
+    head: Cell<*mut Free>,
+    len: Cell<usize>,
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        let list = List {
+            head: self.head.replace(ptr::null_mut()),
+            len: self.len.replace(0),
+        };
+        give_back(list);
+    }
+}
+
+std::thread_local! {
+    static LOCAL: Local = const {
+        Local {
+            head: Cell::new(ptr::null_mut()),
+            len: Cell::new(0),
+        }
+    };
+}
+
+/// Hands a list to the global stack, or frees it when the stack is full.
+fn give_back(list: List) {
+    if list.len == 0 {
+        return;
+    }
+    let mut global = GLOBAL.lock();
+    if global.len() < GLOBAL_MAX {
+        if global.capacity() == 0 {
+            global.reserve_exact(GLOBAL_MAX);
+        }
+        global.push(list);
+    } else {
+        drop(global);
+        list.release();
+    }
+}
+
+fn system_alloc() -> NonNull<u8> {
+    // SAFETY: the layout has a non-zero size.
+    let p = unsafe { alloc(layout()) };
+    NonNull::new(p).unwrap_or_else(|| handle_alloc_error(layout()))
+}
+
+/// A block of [`BLOCK`] bytes aligned to [`ALIGN`], uninitialised.
+#[inline]
+pub(crate) fn take() -> NonNull<u8> {
+    if cfg!(loom) {
+        return system_alloc();
+    }
+    LOCAL
+        .try_with(|local| {
+            let mut head = local.head.get();
+            if head.is_null() {
+                // Refill from the global stack, if it has a batch.
+                let batch = GLOBAL.lock().pop()?;
+                head = batch.head;
+                local.len.set(batch.len);
+            }
+            // SAFETY: `head` is a free block this thread's list owns; its
+            // first word holds the link.
+            local.head.set(unsafe { (*head).next });
+            local.len.set(local.len.get() - 1);
+            NonNull::new(head.cast::<u8>())
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_else(system_alloc)
+}
+
+/// Returns a block to this thread's free list.
+///
+/// # Safety
+/// `block` came from [`take`], is no longer used, and is returned once.
+#[inline]
+pub(crate) unsafe fn give(block: NonNull<u8>) {
+    let block = block.as_ptr().cast::<Free>();
+    if cfg!(loom) {
+        // SAFETY: the block came from `system_alloc` with `layout()`.
+        unsafe { dealloc(block.cast(), layout()) };
+        return;
+    }
+    let kept = LOCAL.try_with(|local| {
+        // SAFETY: the caller gives the block up; a block is BLOCK bytes
+        // aligned to ALIGN, room for the link.
+        unsafe {
+            block.write(Free {
+                next: local.head.get(),
+            })
+        };
+        local.head.set(block);
+        let len = local.len.get() + 1;
+        if len <= LOCAL_MAX {
+            local.len.set(len);
+            return;
+        }
+        // Too many: split a batch off the front and hand it on.
+        let first = local.head.get();
+        let mut last = first;
+        for _ in 1..BATCH {
+            // SAFETY: the list holds more than BATCH blocks, each linked.
+            last = unsafe { (*last).next };
+        }
+        // SAFETY: `last` is a linked free block of this list.
+        let rest = unsafe { (*last).next };
+        // SAFETY: as above; it ends the batch.
+        unsafe { (*last).next = ptr::null_mut() };
+        local.head.set(rest);
+        local.len.set(len - BATCH);
+        give_back(List {
+            head: first,
+            len: BATCH,
+        });
+    });
+    if kept.is_err() {
+        // The thread is exiting and its list is gone.
+        // SAFETY: every block came from `alloc` with `layout()`.
+        unsafe { dealloc(block.cast(), layout()) };
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_freed_block_is_taken_again_by_the_same_thread() {
+        let a = take();
+        // SAFETY: `a` came from `take` and is returned once.
+        unsafe { give(a) };
+        let b = take();
+        assert_eq!(a, b);
+        // SAFETY: as above.
+        unsafe { give(b) };
+    }
+
+    #[test]
+    fn blocks_freed_on_another_thread_come_back_in_batches() {
+        let n = LOCAL_MAX + 2 * BATCH;
+        let blocks: Vec<usize> = std::thread::spawn(move || {
+            let v: Vec<_> = (0..n).map(|_| take()).collect();
+            // Write every byte: a block really is BLOCK bytes of our own.
+            for b in &v {
+                // SAFETY: a block is BLOCK writable bytes.
+                unsafe { b.as_ptr().write_bytes(0xA5, BLOCK) };
+            }
+            let addrs = v.iter().map(|b| b.as_ptr().addr()).collect();
+            // Freed here, on this thread: more than LOCAL_MAX, so batches
+            // go to the global stack.
+            for b in v {
+                // SAFETY: each block came from `take` and is returned once.
+                unsafe { give(b) };
+            }
+            addrs
+        })
+        .join()
+        .unwrap();
+        assert_eq!(blocks.len(), n);
+        // Another thread, with an empty list, takes recycled blocks (other
+        // tests may take some batches meanwhile, so only some).
+        let again: Vec<_> = (0..BATCH).map(|_| take()).collect();
+        for b in again {
+            // SAFETY: each block came from `take` and is returned once.
+            unsafe { give(b) };
+        }
+    }
+}
