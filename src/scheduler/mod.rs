@@ -16,9 +16,9 @@
 //! difference of the per-thread `Submitted` counts and the per-thread
 //! terminal counts of [`Stats`]:
 //!
-//! - a submitter adds to its own `Submitted` *before* loading `closed`, with
-//!   a SeqCst fence between, and takes the count back itself if it was
-//!   closed;
+//! - a submitter adds to its own `Submitted` with a SeqCst read-modify-write
+//!   *before* it loads `closed` (SeqCst), and takes the count back itself if
+//!   it was closed;
 //! - `close` stores `closed`, then fences. Every submission that saw the
 //!   pool open counted itself before that fence in the SeqCst order, so sums
 //!   read after it include every accepted task; later increments are only
@@ -27,12 +27,24 @@
 //!   counts. Terminal counts only grow, and after `close` the `Submitted`
 //!   sums only exceed their final value, so the difference it computes is
 //!   never below the true number in flight: zero means finished;
-//! - whoever ends a task (its terminal count, a SeqCst fence, then a load
-//!   of `closed`) and sees the pool closed checks `is_finished` and wakes
-//!   everyone. A
+//! - whoever ends a task (its terminal count, a SeqCst read-modify-write,
+//!   then a SeqCst load of `closed`) and sees the pool closed checks
+//!   `is_finished` and wakes everyone. A
 //!   worker about to park announces itself (`sleepers`), then checks
 //!   `is_finished`: one of the two sees the other (the sleep module's
 //!   argument). The loom model `shutdown_racing_submit` checks this.
+//!
+//! Why no fence sits between a count and the `closed` load: both are SeqCst
+//! operations, so they keep their program order in the single SeqCst order
+//! S. A load of `closed` that reads `false` precedes `close`'s
+//! read-modify-write in S, so the count precedes it too, and so precedes
+//! `close`'s fence; a load sequenced after a SeqCst fence sees every SeqCst
+//! write that precedes the fence in S (C++20 [atomics.order]). On x86 the
+//! locked add is itself the full barrier; the fence that stood here was a
+//! second `mfence` per submission and per completion. Under loom, where
+//! SeqCst loads are modelled as Acquire, `is_closed` is a read-modify-write:
+//! `close`'s RMW then reads from it and synchronises with it, which gives
+//! the same edge.
 
 pub(crate) mod lanes;
 pub(crate) mod sleep;
@@ -145,6 +157,19 @@ impl Shared {
         }
     }
 
+    /// A wake-up that only ramps the pool up (more work is visible than one
+    /// worker runs), never one a task depends on: the push of every task
+    /// already made its own [`notify_one`](Self::notify_one). So it skips
+    /// the fence, and the wake, when a plain look shows a searching worker
+    /// or no sleeper without a wake-up coming: on a busy pool it costs two
+    /// loads instead of a fence.
+    #[inline]
+    pub(crate) fn nudge(&self) {
+        if self.searching.load(Ordering::Relaxed) == 0 && self.sleep.may_need_wake() {
+            self.notify_one();
+        }
+    }
+
     /// Wakes every sleeping worker (and helping waiter).
     pub(crate) fn notify_all(&self) {
         if self.sleep.notify_all() {
@@ -206,8 +231,8 @@ impl Shared {
     #[inline]
     pub(crate) fn enter(&self, n: usize) -> Result<(), ()> {
         let block = self.stats_here();
+        // A SeqCst RMW, then a SeqCst load: no fence between (module docs).
         block.add(Event::Submitted, n as u64);
-        fence(Ordering::SeqCst);
         if self.lifecycle.is_closed() {
             block.unsubmit(n as u64);
             self.check_finished();
@@ -231,12 +256,10 @@ impl Shared {
     }
 
     /// After a count moved: if the pool is closed and now finished, wake
-    /// everyone. The fence orders the count before the `closed` load (the
-    /// handshake is fence-based, like the sleep protocol's, so the loom
-    /// models check it exactly: loom treats SeqCst loads as Acquire).
+    /// everyone. The caller moved the count with a SeqCst read-modify-write,
+    /// which the SeqCst `closed` load cannot pass (module docs).
     #[inline]
     fn check_finished(&self) {
-        fence(Ordering::SeqCst);
         if self.lifecycle.is_closed() && self.is_finished() {
             self.on_finished();
         }

@@ -181,6 +181,15 @@ impl EventCount {
         true
     }
 
+    /// Whether some sleeper has no wake-up coming, as a plain load sees it
+    /// (no ordering: for wake-ups that only speed things up, never for one
+    /// a protocol relies on).
+    #[inline]
+    pub(crate) fn may_need_wake(&self) -> bool {
+        let w = self.state.load(Ordering::Relaxed);
+        sleepers(w) > pending(w)
+    }
+
     /// Wakes every sleeper, if any announced itself. Returns whether a
     /// wake was sent.
     pub(crate) fn notify_all(&self) -> bool {

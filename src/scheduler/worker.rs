@@ -159,7 +159,7 @@ impl WorkerThread {
         let job = take(injector)?;
         if !injector.is_empty() {
             // More than we can run right now: let a sleeper help.
-            self.shared.notify_one();
+            self.shared.nudge();
         }
         Some(job)
     }
