@@ -7,9 +7,14 @@
 //! block, owned by exactly one [`SpawnRef`] at a time. Running it moves the
 //! closure out, returns the block to the running thread's free list (where
 //! the task's own spawns pick it up again) and calls the closure; the
-//! outcome is counted as for any task (`Completed`, or `Panicked` and
-//! `Failed`), and under `shutdown_now` it is dropped unrun and counted
+//! outcome is counted as for any task (`Completed`, or `Panicked`, a dead
+//! letter and `Failed`), its queue wait and run time go into the latency
+//! histograms, and under `shutdown_now` it is dropped unrun and counted
 //! `Cancelled`.
+//!
+//! Inline and manual pools, and builds with the `tracing` feature (a span
+//! per attempt, carrying the task's id), spawn through the general task
+//! cell instead.
 //!
 //! A closure larger than [`MAX_INLINE`] bytes (or aligned to more than
 //! [`recycle::ALIGN`]) is boxed and the box goes in the cell: one heap
@@ -19,10 +24,12 @@ use std::mem::{align_of, size_of};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 
+use crate::dead_letter::DeadLetter;
+use crate::error::panic_message;
 use crate::metrics::{Event, Latency};
 use crate::recycle;
 use crate::scheduler::Shared;
-use crate::task::Priority;
+use crate::task::{Priority, TaskId};
 
 /// Closure bytes that fit in a recycled block beside the header (104).
 pub(crate) const MAX_INLINE: usize = recycle::BLOCK - size_of::<Header>();
@@ -106,8 +113,19 @@ impl<F: FnOnce() + Send + 'static> Cell<F> {
         match outcome {
             Ok(()) => shared.task_finished(Event::Completed),
             Err(payload) => {
+                // As a plain task's last failed attempt: counted, a dead
+                // letter (under an id drawn now: nobody saw one before),
+                // then the terminal count.
                 shared.stats_here().add(Event::Panicked, 1);
+                let error = panic_message(&*payload);
                 crate::task::drop_payload(payload);
+                shared.dead_letter(&DeadLetter {
+                    id: TaskId::next(),
+                    name: None,
+                    key: None,
+                    attempts: 1,
+                    error,
+                });
                 shared.task_finished(Event::Failed);
             }
         }

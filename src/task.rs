@@ -96,7 +96,7 @@ impl TaskId {
 
     /// A fresh id. Threads take blocks of ids from one global counter so the
     /// common case touches no shared cache line.
-    fn next() -> TaskId {
+    pub(crate) fn next() -> TaskId {
         /// Ids handed to a thread at a time.
         const BLOCK: u64 = 1024;
         static NEXT_BLOCK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);

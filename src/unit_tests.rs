@@ -302,3 +302,22 @@ fn spawned_cells_small_large_and_cancelled_each_drop_their_closure_once() {
     assert_eq!(report.cancelled, 3);
     assert_eq!(report.completed, 1);
 }
+
+#[test]
+fn a_panicking_spawn_is_counted_failed_and_dead_lettered_once() {
+    let letters = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let l = letters.clone();
+    let p = Pool::builder()
+        .workers(1)
+        .pin_workers(false)
+        .on_dead_letter(move |d| l.lock().unwrap().push((d.attempts, d.error.clone())))
+        .build()
+        .unwrap();
+    p.spawn(|| panic!("spawned boom")).unwrap();
+    let report = p.shutdown();
+    assert_eq!((report.failed, report.panicked), (1, 1));
+    let letters = letters.lock().unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].0, 1);
+    assert!(letters[0].1.contains("spawned boom"), "{:?}", letters[0]);
+}
