@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::mem::ManuallyDrop;
 use std::pin::Pin;
 use std::sync::Arc as StdArc;
 use std::task::{Context, Poll};
@@ -13,6 +14,7 @@ use crate::scheduler::Shared;
 use crate::slot::{wait_done, DONE, JOIN_WAKER, WAITER};
 use crate::sync::{Arc, Ordering};
 use crate::task::{Abort, Status, TaskId, TaskJob};
+use crate::unwind::counted;
 
 /// The outcome of a submitted task, to wait on, poll, await or drop.
 ///
@@ -27,13 +29,26 @@ use crate::task::{Abort, Status, TaskId, TaskJob};
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Handle<T> {
-    cell: StdArc<dyn TaskJob<T>>,
+    /// Dropped in `Drop`, where a panic of the output's destructor is
+    /// counted in this pool's metrics.
+    cell: ManuallyDrop<StdArc<dyn TaskJob<T>>>,
     shared: Arc<Shared>,
+}
+
+impl<T> Drop for Handle<T> {
+    fn drop(&mut self) {
+        // SAFETY: taken once, here, as the handle goes; never used again.
+        let cell = unsafe { ManuallyDrop::take(&mut self.cell) };
+        counted(&self.shared, move || drop(cell));
+    }
 }
 
 impl<T: Send + 'static> Handle<T> {
     pub(crate) fn new(cell: StdArc<dyn TaskJob<T>>, shared: Arc<Shared>) -> Self {
-        Handle { cell, shared }
+        Handle {
+            cell: ManuallyDrop::new(cell),
+            shared,
+        }
     }
 
     /// Blocks until the task is resolved and returns its outcome.

@@ -125,6 +125,7 @@ mod sync;
 mod task;
 mod timer;
 mod trace;
+mod unwind;
 
 #[cfg(all(test, not(loom)))]
 mod unit_tests;

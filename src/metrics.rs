@@ -44,8 +44,12 @@ pub struct Metrics {
     pub cancelled: u64,
     /// Tasks that ended `Expired`.
     pub expired: u64,
-    /// Callbacks (`on_complete`) that panicked; the panic was caught.
+    /// Callbacks (`on_complete`) and wakers that panicked; the panic was caught.
     pub callback_panics: u64,
+    /// Panics caught while the pool dropped a task's values (its output
+    /// with no handle left, the closure of a task that never ran, a
+    /// callback, guard or waker, an error or panic payload).
+    pub drop_panics: u64,
     /// Jobs a worker took from another worker's deque.
     pub stolen: u64,
     /// Times a worker went to sleep.
@@ -58,8 +62,13 @@ pub struct Metrics {
     pub queued_normal: u64,
     /// Tasks waiting in the Low lane.
     pub queued_low: u64,
-    /// Tasks held by the timer (delayed, or waiting for a retry).
+    /// Tasks held by the timer (delayed, or waiting for a retry). One
+    /// cancelled meanwhile counts until its entry comes due or is cleaned up.
     pub delayed: u64,
+    /// Entries the timer holds: delays, retry backoffs and deadlines,
+    /// including stale ones of tasks that ended, which are cleaned up in
+    /// bulk (the heap stays within about twice its live entries).
+    pub timer_entries: u64,
     /// Tasks accepted and not yet in a terminal state.
     pub in_flight: u64,
     /// Tasks handed to the dead-letter hook (or that would have been, had
@@ -118,6 +127,7 @@ pub(crate) enum Event {
     Panicked,
     Retried,
     CallbackPanic,
+    DropPanic,
     Stolen,
     Park,
     Wake,

@@ -11,10 +11,11 @@ use crate::metrics::{Event, Latency, Metrics, ShutdownReport};
 use crate::scheduler::worker::WorkerThread;
 use crate::scheduler::{JobRef, Shared};
 use crate::scope::Scope;
-use crate::slot::{ADMITTED, DELAYED, QUEUED};
+use crate::slot::{ADMITTED, DELAYED, QUEUED, TIMED};
 use crate::spawned::SpawnRef;
 use crate::sync::Arc;
 use crate::task::{Job, Once, Priority, Task, TaskCell, TaskJob};
+use crate::unwind::counted;
 
 /// A pool of worker threads. Cheap to clone; every clone is the same pool.
 /// (For tests, a pool may also run without threads, on a virtual clock: see
@@ -140,7 +141,7 @@ impl Pool {
         let cell = StdArc::new(TaskCell::with_state(Once(Some(f)), initial));
         let handle = want_handle.then(|| Handle::new(cell.clone(), shared.clone()));
         if admit == Admit::Inline {
-            cell.run(shared);
+            counted(shared, || cell.run(shared));
         } else {
             shared.push(cell, Priority::Normal);
         }
@@ -322,7 +323,13 @@ impl Pool {
             // Only read by tasks with a delay or deadline.
             cached_now()
         };
-        let mut initial = if delay.is_some() { DELAYED } else { QUEUED };
+        let mut initial = if delay.is_some() {
+            // Counted in the timer's gauge until it leaves the timer.
+            shared.timer.hold();
+            DELAYED | TIMED
+        } else {
+            QUEUED
+        };
         if admit == Admit::Permit {
             initial |= ADMITTED;
         }
@@ -333,12 +340,12 @@ impl Pool {
         let job: StdArc<dyn Job> = cell;
         if let Some(d) = deadline {
             if let Some(due) = now.checked_add(d) {
-                shared.timer.expire_at(due, StdArc::downgrade(&job));
+                shared.timer.expire_at(shared, due, StdArc::downgrade(&job));
             }
         }
         let priority = job.header().priority;
         match (admit, delay) {
-            (Admit::Inline, _) => job.run(shared),
+            (Admit::Inline, _) => counted(shared, || job.run(shared)),
             (_, Some(d)) => shared.schedule(job, d, priority),
             (_, None) => shared.push(job, priority),
         }
@@ -474,13 +481,15 @@ fn metrics(shared: &Shared) -> Metrics {
         cancelled: s.sum(Event::Cancelled),
         expired: s.sum(Event::Expired),
         callback_panics: s.sum(Event::CallbackPanic),
+        drop_panics: s.sum(Event::DropPanic),
         stolen: s.sum(Event::Stolen),
         parks: s.sum(Event::Park),
         wakes: s.sum(Event::Wake),
         queued_high: queued_high as u64,
         queued_normal: queued_normal as u64,
         queued_low: queued_low as u64,
-        delayed: shared.timer.pending() as u64,
+        delayed: shared.timer.pending(),
+        timer_entries: shared.timer.entries(),
         in_flight: shared.in_flight(),
         dead_lettered: s.sum(Event::DeadLettered),
         queue_wait_high: s.histogram(Latency::WaitHigh),

@@ -20,6 +20,7 @@ use crate::latch::CountLatch;
 use crate::scheduler::worker::WorkerThread;
 use crate::scheduler::{JobRef, Shared};
 use crate::sync::{Arc, Mutex};
+use crate::unwind::AbortOnUnwind;
 
 /// A scope for spawning closures that borrow from the enclosing stack frame;
 /// see [`Pool::scope`](crate::Pool::scope).
@@ -112,6 +113,9 @@ where
         inline: !entered || shared.driven.is_some(),
         _marker: PhantomData,
     };
+    // Spawned jobs point into this frame until the count reaches zero:
+    // should anything unwind before then, abort rather than leave it.
+    let guard = AbortOnUnwind;
     let result = catch_unwind(AssertUnwindSafe(|| op(&scope)));
     scope.latch.done_one(shared);
     match worker {
@@ -120,6 +124,7 @@ where
         }
         None => scope.latch.latch.wait_blocking(),
     }
+    guard.disarm();
     if entered && worker.is_none() {
         shared.leave(1);
     }

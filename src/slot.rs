@@ -13,6 +13,7 @@
 //! bit  7     JOIN_WAKER  an async waker is stored in the waker cell
 //! bit  8     CANCEL_REQ  cancel() was called while the task ran
 //! bit  9     ADMITTED    the task holds one admission permit (bounded pools)
+//! bit 10     TIMED       the task waits in the timer and counts in its gauge
 //! ```
 //!
 //! Who moves it:
@@ -44,6 +45,7 @@ use std::task::Waker;
 
 use crate::error::TaskError;
 use crate::sync::{Futex, Ordering, UnsafeCell};
+use crate::unwind::{drop_quietly, Quiet};
 
 pub(crate) const CODE: u32 = 0b1111;
 pub(crate) const QUEUED: u32 = 0;
@@ -61,6 +63,10 @@ pub(crate) const HELPER: u32 = 1 << 6;
 pub(crate) const JOIN_WAKER: u32 = 1 << 7;
 pub(crate) const CANCEL_REQ: u32 = 1 << 8;
 pub(crate) const ADMITTED: u32 = 1 << 9;
+/// Set (with the timer's gauge raised) when a task goes to the timer; the
+/// RMW that clears it (the timer firing it, a claim or an abort) lowers
+/// the gauge, so `Metrics::delayed` is exact without a walk of the heap.
+pub(crate) const TIMED: u32 = 1 << 10;
 
 /// Is `code` one a claim or an abort may start from?
 #[inline]
@@ -69,16 +75,17 @@ pub(crate) fn is_waiting(code: u32) -> bool {
 }
 
 /// The output and waker cells of one task.
+/// Both hold user values (the output, a waker), so both are [`Quiet`].
 pub(crate) struct Slot<T> {
-    output: UnsafeCell<Option<Result<T, TaskError>>>,
-    waker: UnsafeCell<Option<Waker>>,
+    output: Quiet<UnsafeCell<Option<Result<T, TaskError>>>>,
+    waker: Quiet<UnsafeCell<Option<Waker>>>,
 }
 
 impl<T> Slot<T> {
     pub(crate) fn new() -> Self {
         Slot {
-            output: UnsafeCell::new(None),
-            waker: UnsafeCell::new(None),
+            output: Quiet::new(UnsafeCell::new(None)),
+            waker: Quiet::new(UnsafeCell::new(None)),
         }
     }
 
@@ -147,7 +154,8 @@ impl<T> Slot<T> {
     /// JOIN_WAKER is clear and the caller is the handle, the only writer.
     pub(crate) unsafe fn set_waker(&self, w: Waker) {
         // SAFETY: exclusive, see the contract.
-        self.waker.with_mut(|p| unsafe { *p = Some(w) });
+        let old = self.waker.with_mut(|p| unsafe { (*p).replace(w) });
+        drop_quietly(old);
     }
 }
 

@@ -21,7 +21,6 @@
 //! allocation per task for those, as before recycling.
 
 use std::mem::{align_of, size_of};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 
 use crate::dead_letter::DeadLetter;
@@ -118,7 +117,7 @@ impl<F: FnOnce() + Send + 'static> Cell<F> {
                 // then the terminal count.
                 shared.stats_here().add(Event::Panicked, 1);
                 let error = panic_message(&*payload);
-                crate::task::drop_payload(payload);
+                crate::unwind::drop_payload(payload);
                 shared.dead_letter(&DeadLetter {
                     id: TaskId::next(),
                     name: None,
@@ -136,9 +135,8 @@ impl<F: FnOnce() + Send + 'static> Cell<F> {
     unsafe fn drop_unrun(header: NonNull<Header>) {
         // SAFETY: forwarded from the caller.
         let (_, f) = unsafe { Self::take(header) };
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(f))) {
-            crate::task::drop_payload(payload);
-        }
+        // A destructor's panic is caught and counted (`unwind`).
+        crate::unwind::drop_quietly(f);
     }
 }
 

@@ -25,6 +25,7 @@ use crate::retry::Retry;
 use crate::scheduler::Shared;
 use crate::slot::*;
 use crate::sync::{thread_local, Futex, Ordering, UnsafeCell};
+use crate::unwind::{drop_payload, drop_quietly, Quiet};
 
 /// Which lane a task waits in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -141,6 +142,8 @@ pub(crate) trait Job: Send + Sync + 'static {
     fn deadline(&self) -> Option<Duration>;
     fn key(&self) -> Option<&str>;
     fn name(&self) -> Option<&str>;
+    /// Whether resolving it runs a user callback (`on_complete`).
+    fn has_callback(&self) -> bool;
     /// Called once, while the cell is still unshared, at submission.
     fn prepare(&mut self, now: Instant, initial: u32);
 }
@@ -212,14 +215,16 @@ impl Header {
 
 /// Options few tasks use, boxed so plain tasks stay small.
 pub(crate) struct Extra<T> {
-    retry: Retry,
+    retry: Quiet<Retry>,
     delay: Option<Duration>,
     deadline: Option<Duration>,
     deadline_at: Option<Instant>,
     key: Option<String>,
     name: Option<String>,
-    on_complete: UnsafeCell<Option<Callback<T>>>,
-    guard: UnsafeCell<Option<Guard>>,
+    /// `on_complete` was set (readable without owning the state word).
+    has_callback: bool,
+    on_complete: Quiet<UnsafeCell<Option<Callback<T>>>>,
+    guard: Quiet<UnsafeCell<Option<Guard>>>,
 }
 
 type Callback<T> = Box<dyn FnOnce(&Result<T, TaskError>) + Send + 'static>;
@@ -228,14 +233,15 @@ type Guard = Box<dyn FnOnce() -> bool + Send + 'static>;
 impl<T> Default for Extra<T> {
     fn default() -> Self {
         Extra {
-            retry: Retry::none(),
+            retry: Quiet::new(Retry::none()),
             delay: None,
             deadline: None,
             deadline_at: None,
             key: None,
             name: None,
-            on_complete: UnsafeCell::new(None),
-            guard: UnsafeCell::new(None),
+            has_callback: false,
+            on_complete: Quiet::new(UnsafeCell::new(None)),
+            guard: Quiet::new(UnsafeCell::new(None)),
         }
     }
 }
@@ -275,11 +281,13 @@ where
 }
 
 /// The one allocation of a task: header, options, result slot, closure.
+/// Every user value in it is [`Quiet`]: the cell's last owner may be a
+/// worker or the timer, and a destructor's panic must not unwind there.
 pub(crate) struct TaskCell<T, B> {
     header: Header,
     extra: Option<Box<Extra<T>>>,
     slot: Slot<T>,
-    body: UnsafeCell<B>,
+    body: Quiet<UnsafeCell<B>>,
 }
 
 // SAFETY: [1] the body and the output are only touched by the thread that
@@ -304,7 +312,7 @@ impl<T: Send + 'static, B: Body<T>> TaskCell<T, B> {
             header,
             extra: None,
             slot: Slot::new(),
-            body: UnsafeCell::new(body),
+            body: Quiet::new(UnsafeCell::new(body)),
         }
     }
 
@@ -364,7 +372,12 @@ impl<T: Send + 'static, B: Body<T>> TaskCell<T, B> {
         }
         if old & JOIN_WAKER != 0 {
             // SAFETY: JOIN_WAKER was set when DONE went in (see `Slot::wake_waker`).
-            unsafe { self.slot.wake_waker() };
+            let woken = catch_unwind(AssertUnwindSafe(|| unsafe { self.slot.wake_waker() }));
+            if let Err(payload) = woken {
+                // A user's waker panicked: caught and counted like a callback.
+                shared.stats_here().add(Event::CallbackPanic, 1);
+                drop_payload(payload);
+            }
         }
         if old & HELPER != 0 {
             shared.notify_all();
@@ -395,6 +408,17 @@ impl<T: Send + 'static, B: Body<T>> TaskCell<T, B> {
         // A retry_if predicate that refuses ends the task at once.
         let refused = runs < allowed && !self.retry_allowed(&error);
         if runs < allowed && !refused && !shared.stopping_now() {
+            let delay = self
+                .extra
+                .as_ref()
+                .map_or(Duration::ZERO, |e| e.retry.delay_after(runs));
+            // A retry that waits in the timer counts in its gauge (TIMED).
+            let timed = if delay.is_zero() {
+                0
+            } else {
+                shared.timer.hold();
+                TIMED
+            };
             // RUNNING -> RETRYING only while no cancel is requested, in one
             // CAS: a cancel() that returned false (it saw RUNNING) always
             // stops the retries, and one that comes later sees RETRYING and
@@ -404,16 +428,12 @@ impl<T: Send + 'static, B: Body<T>> TaskCell<T, B> {
             while s & CANCEL_REQ == 0 {
                 match state.compare_exchange_weak(
                     s,
-                    (s & !CODE) | RETRYING,
+                    (s & !CODE) | RETRYING | timed,
                     Ordering::AcqRel,
                     Ordering::Acquire,
                 ) {
                     Ok(_) => {
                         shared.stats_here().add(Event::Retried, 1);
-                        let delay = self
-                            .extra
-                            .as_ref()
-                            .map_or(Duration::ZERO, |e| e.retry.delay_after(runs));
                         crate::trace::retry_scheduled(
                             self.header.id,
                             self.name(),
@@ -421,12 +441,19 @@ impl<T: Send + 'static, B: Body<T>> TaskCell<T, B> {
                             runs,
                             delay,
                         );
+                        if let Failure::Error(error) = error {
+                            // A user error whose destructor may panic.
+                            drop_quietly(error);
+                        }
                         let priority = self.header.priority;
                         shared.schedule(self, delay, priority);
                         return;
                     }
                     Err(x) => s = x,
                 }
+            }
+            if timed != 0 {
+                shared.timer.release();
             }
         }
         // A run that ended, cancelled or not, resolves with its real
@@ -507,13 +534,6 @@ fn set_code(state: &Futex, bits: u32) -> u32 {
     }
 }
 
-/// Drops a panic payload whose own destructor might panic.
-pub(crate) fn drop_payload(payload: Box<dyn std::any::Any + Send>) {
-    if catch_unwind(AssertUnwindSafe(move || drop(payload))).is_err() {
-        // A payload whose destructor panics twice is leaked, not re-raised.
-    }
-}
-
 thread_local! {
     /// The state word of the task running on this thread, for `is_cancelled`.
     // loom's `thread_local!` takes no `const` initializer.
@@ -573,7 +593,7 @@ impl<T: Send + 'static, B: Body<T>> Job for TaskCell<T, B> {
             };
             match state.compare_exchange_weak(
                 s,
-                (s & !(CODE | ADMITTED)) | target,
+                (s & !(CODE | ADMITTED | TIMED)) | target,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
@@ -583,6 +603,9 @@ impl<T: Send + 'static, B: Body<T>> Job for TaskCell<T, B> {
         };
         if prev & ADMITTED != 0 {
             shared.admission.release(1);
+        }
+        if prev & TIMED != 0 {
+            shared.timer.release();
         }
         match target {
             CANCELLED => {
@@ -605,7 +628,13 @@ impl<T: Send + 'static, B: Body<T>> Job for TaskCell<T, B> {
             if let Some(extra) = &self.extra {
                 // SAFETY: we own RUNNING; the guard cell is ours.
                 if let Some(guard) = extra.guard.with_mut(|p| unsafe { (*p).take() }) {
-                    let pass = catch_unwind(AssertUnwindSafe(guard)).unwrap_or(false);
+                    let pass = match catch_unwind(AssertUnwindSafe(guard)) {
+                        Ok(pass) => pass,
+                        Err(payload) => {
+                            drop_payload(payload);
+                            false
+                        }
+                    };
                     // User code ran: the start stamp must be fresh.
                     crate::stamp::forget_boundary();
                     if !pass {
@@ -674,7 +703,7 @@ impl<T: Send + 'static, B: Body<T>> Job for TaskCell<T, B> {
             }
             match state.compare_exchange_weak(
                 s,
-                (s & !(CODE | ADMITTED)) | target,
+                (s & !(CODE | ADMITTED | TIMED)) | target,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
@@ -684,6 +713,9 @@ impl<T: Send + 'static, B: Body<T>> Job for TaskCell<T, B> {
         };
         if prev & ADMITTED != 0 {
             shared.admission.release(1);
+        }
+        if prev & TIMED != 0 {
+            shared.timer.release();
         }
         self.finish(shared, target, Err(error), false, None);
         true
@@ -703,6 +735,10 @@ impl<T: Send + 'static, B: Body<T>> Job for TaskCell<T, B> {
 
     fn name(&self) -> Option<&str> {
         self.extra.as_ref().and_then(|e| e.name.as_deref())
+    }
+
+    fn has_callback(&self) -> bool {
+        self.extra.as_ref().is_some_and(|e| e.has_callback)
     }
 
     fn prepare(&mut self, now: Instant, initial: u32) {
@@ -795,7 +831,7 @@ impl<T: Send + 'static> Task<T> {
     /// Re-run on `Err` and on panic, as `policy` says. Only bodies built
     /// with [`Task::fallible`] are re-run.
     pub fn retry(mut self, policy: Retry) -> Self {
-        self.extra().retry = policy;
+        *self.extra().retry = policy;
         self
     }
 
@@ -836,7 +872,9 @@ impl<T: Send + 'static> Task<T> {
     where
         C: FnOnce(&Result<T, TaskError>) + Send + 'static,
     {
-        *self.extra().on_complete.get_mut() = Some(Box::new(cb));
+        let extra = self.extra();
+        extra.has_callback = true;
+        *extra.on_complete.get_mut() = Some(Box::new(cb));
         self
     }
 

@@ -17,7 +17,32 @@
 //!
 //! `shutdown()` lets the timer run until the pool is finished, so delayed
 //! tasks and pending retries run at their time; `shutdown_now()` makes it
-//! resolve every fire entry `Cancelled` and refuse new ones.
+//! hand every fire entry to the workers, which resolve them `Cancelled`, and
+//! refuse new ones.
+//!
+//! # No user code on the timer thread
+//!
+//! A callback that blocks must not hold up other tasks' delays, retries and
+//! deadlines. So the timer never runs a task's callback: an expiring task
+//! with a callback is queued in the High lane, where the worker that takes
+//! it finds the deadline passed and resolves it `Expired` (a task without
+//! one is resolved here at once, so it expires on time even when every
+//! worker is busy), and under `shutdown_now` every fire entry is queued for
+//! the workers to cancel. What the timer drops (entries of tasks that ended
+//! meanwhile) holds user values, whose destructors' panics are caught and
+//! counted (see `unwind`).
+//!
+//! # Entries of finished tasks
+//!
+//! A finished task's entries are stale: an expire entry whose task ended,
+//! a fire entry whose task was cancelled. They are not searched for when
+//! the task ends (a heap has no cheap removal); instead an insertion that
+//! finds the heap at twice its size after the last clean-up (and at least
+//! [`COMPACT_FLOOR`]) drops every stale entry in one pass. That costs O(1)
+//! amortized per insertion and keeps the heap within twice the live
+//! entries (plus the floor), however long the deadlines and however high
+//! the throughput. The counts `metrics()` reads are atomics kept beside the
+//! heap, so it never takes the timer's lock.
 //!
 //! Due times come from the pool's clock (`clock.rs`): the real clock on a
 //! pool with workers, a virtual one on inline and manual pools, whose
@@ -35,14 +60,20 @@ use std::collections::BinaryHeap;
 use std::sync::{Arc as StdArc, Weak};
 use std::time::{Duration, Instant};
 
-use crate::scheduler::Shared;
-use crate::slot::{CODE, DELAYED, QUEUED, RETRYING};
+use crate::scheduler::{JobRef, Shared};
+use crate::slot::{CODE, DELAYED, QUEUED, RETRYING, TIMED};
+use crate::sync::stat::AtomicU64;
 use crate::sync::{Arc, Condvar, Mutex, Ordering};
 use crate::task::{Abort, Job};
+use crate::unwind::counted;
 
 /// Delays are capped at this (about 30 years) so `Instant` arithmetic never
 /// overflows.
 const MAX_DELAY: Duration = Duration::from_secs(1 << 30);
+
+/// The heap size below which no clean-up runs: a pass over a thousand
+/// entries is a few microseconds, so smaller heaps are not worth scanning.
+const COMPACT_FLOOR: usize = 1024;
 
 enum What {
     Fire(StdArc<dyn Job>),
@@ -77,36 +108,65 @@ impl Ord for Entry {
 struct State {
     heap: BinaryHeap<Entry>,
     seq: u64,
-    /// Fire entries in the heap.
-    fires: usize,
+    /// The heap size at which the next insertion cleans up stale entries.
+    compact_at: usize,
     /// No more entries are taken (shutdown_now, or the pool finished).
     stopped: bool,
+}
+
+impl State {
+    /// Mirrors the heap's length into the atomic `metrics()` reads.
+    fn publish(&self, timer: &Timer) {
+        timer
+            .entries
+            .store(self.heap.len() as u64, Ordering::Relaxed);
+    }
 }
 
 pub(crate) struct Timer {
     state: Mutex<State>,
     cond: Condvar,
+    /// Tasks whose state word holds TIMED (see `slot.rs`).
+    held: AtomicU64,
+    /// A copy of the heap's length, for `metrics()`.
+    entries: AtomicU64,
+}
+
+/// References to tasks taken out of the heap under its lock, to be dropped
+/// after it is released (their destructors are user code).
+type Stale = Vec<StdArc<dyn Job>>;
+
+/// Is this task resolved (its entries stale)?
+fn is_resolved(job: &dyn Job) -> bool {
+    let code = job.header().state.load(Ordering::Acquire) & CODE;
+    !matches!(code, QUEUED | DELAYED | RETRYING | crate::slot::RUNNING)
 }
 
 impl Timer {
     pub(crate) fn new() -> Timer {
         Timer {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                compact_at: COMPACT_FLOOR,
+                ..State::default()
+            }),
             cond: Condvar::new(),
+            held: AtomicU64::new(0),
+            entries: AtomicU64::new(0),
         }
     }
 
-    fn insert(&self, st: &mut State, due: Instant, what: What) {
+    fn insert(&self, st: &mut State, due: Instant, what: What, stale: &mut Stale) {
+        if st.heap.len() >= st.compact_at {
+            compact(st, stale);
+        }
         st.seq += 1;
         let earliest = st.heap.peek().is_none_or(|e| due < e.due);
-        if matches!(what, What::Fire(_)) {
-            st.fires += 1;
-        }
         st.heap.push(Entry {
             due,
             seq: st.seq,
             what,
         });
+        st.publish(self);
         if earliest {
             self.cond.notify_one();
         }
@@ -122,11 +182,14 @@ impl Timer {
         job: StdArc<dyn Job>,
     ) -> Result<(), StdArc<dyn Job>> {
         let due = shared.clock.now() + delay.min(MAX_DELAY);
+        let mut stale = Stale::new();
         let mut st = self.state.lock();
         if st.stopped || shared.stopping_now() {
             return Err(job);
         }
-        self.insert(&mut st, due, What::Fire(job));
+        self.insert(&mut st, due, What::Fire(job), &mut stale);
+        drop(st);
+        counted(shared, move || drop(stale));
         Ok(())
     }
 
@@ -145,14 +208,17 @@ impl Timer {
     }
 
     /// Resolves `job` `Expired` at `due` if it has not started by then.
-    pub(crate) fn expire_at(&self, due: Instant, job: Weak<dyn Job>) {
+    pub(crate) fn expire_at(&self, shared: &Shared, due: Instant, job: Weak<dyn Job>) {
         if cfg!(loom) {
             return;
         }
+        let mut stale = Stale::new();
         let mut st = self.state.lock();
         if !st.stopped {
-            self.insert(&mut st, due, What::Expire(job));
+            self.insert(&mut st, due, What::Expire(job), &mut stale);
         }
+        drop(st);
+        counted(shared, move || drop(stale));
     }
 
     /// Wakes the timer thread to re-check the pool's state.
@@ -161,16 +227,52 @@ impl Timer {
         self.cond.notify_all();
     }
 
-    /// Tasks held (delayed or waiting for a retry). Entries of tasks
-    /// cancelled meanwhile stay in the heap until due, so this counts the
-    /// tasks still waiting, not the entries: O(entries), for metrics only.
-    pub(crate) fn pending(&self) -> usize {
-        let st = self.state.lock();
-        st.heap
-            .iter()
-            .filter(|e| matches!(&e.what, What::Fire(job) if is_held(&**job)))
-            .count()
+    /// A task is about to get TIMED.
+    pub(crate) fn hold(&self) {
+        self.held.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// Whoever cleared a task's TIMED.
+    pub(crate) fn release(&self) {
+        self.held.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Tasks held (delayed or waiting for a retry): one atomic load, so
+    /// `metrics()` never takes the timer's lock.
+    pub(crate) fn pending(&self) -> u64 {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Entries in the heap, stale ones included.
+    pub(crate) fn entries(&self) -> u64 {
+        self.entries.load(Ordering::Relaxed)
+    }
+}
+
+/// Drops every stale entry: expire entries of tasks that ended (or whose
+/// allocation is gone) and fire entries of tasks resolved meanwhile. Task
+/// references taken out go to `stale`, for the caller to drop unlocked.
+fn compact(st: &mut State, stale: &mut Stale) {
+    let entries = std::mem::take(&mut st.heap).into_vec();
+    let mut live = Vec::with_capacity(entries.len());
+    for e in entries {
+        match e.what {
+            What::Fire(job) if is_resolved(&*job) => {
+                stale.push(job);
+            }
+            What::Expire(ref weak) => {
+                if let Some(job) = weak.upgrade() {
+                    if !is_resolved(&*job) {
+                        live.push(e);
+                    }
+                    stale.push(job);
+                }
+            }
+            What::Fire(_) => live.push(e),
+        }
+    }
+    st.heap = BinaryHeap::from(live);
+    st.compact_at = (2 * st.heap.len()).max(COMPACT_FLOOR);
 }
 
 impl Timer {
@@ -180,14 +282,17 @@ impl Timer {
         let entries: Vec<Entry> = {
             let mut st = self.state.lock();
             st.stopped = true;
-            st.fires = 0;
-            st.heap.drain().collect()
+            let entries = st.heap.drain().collect();
+            st.publish(self);
+            entries
         };
-        for e in entries {
-            if let What::Fire(job) = e.what {
-                job.abort(shared, Abort::Cancelled);
+        counted(shared, || {
+            for e in entries {
+                if let What::Fire(job) = e.what {
+                    job.abort(shared, Abort::Cancelled);
+                }
             }
-        }
+        });
     }
 
     /// For pools without a timer thread (inline and manual): processes, in
@@ -202,13 +307,11 @@ impl Timer {
                     return;
                 }
                 let Some(entry) = st.heap.pop() else { return };
-                if matches!(entry.what, What::Fire(_)) {
-                    st.fires -= 1;
-                }
+                st.publish(self);
                 entry
             };
             shared.clock.advance_to(entry.due);
-            process(shared, entry.what);
+            counted(shared, || process(shared, entry.what, false));
         }
     }
 
@@ -233,12 +336,19 @@ fn is_held(job: &dyn Job) -> bool {
 }
 
 /// A due entry: queue a fired task, or expire a task that has not started.
-fn process(shared: &Shared, what: What) {
+/// On the timer thread (`offload`) an expiring task with a callback goes to
+/// a worker (see `expire`); a pool without threads resolves it here, on
+/// the thread that drives it.
+fn process(shared: &Shared, what: What, offload: bool) {
     match what {
         What::Fire(job) => fire(shared, job),
         What::Expire(weak) => {
             if let Some(job) = weak.upgrade() {
-                job.abort(shared, Abort::Expired);
+                if offload {
+                    expire(shared, job);
+                } else {
+                    job.abort(shared, Abort::Expired);
+                }
             }
         }
     }
@@ -249,22 +359,37 @@ fn fire(shared: &Shared, job: StdArc<dyn Job>) {
     let state = &job.header().state;
     let mut s = state.load(Ordering::Acquire);
     loop {
-        match s & CODE {
-            DELAYED => match state.compare_exchange_weak(
-                s,
-                (s & !CODE) | QUEUED,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => break,
-                Err(x) => s = x,
-            },
-            RETRYING => break,
+        let next = match s & CODE {
+            DELAYED => (s & !(CODE | TIMED)) | QUEUED,
+            RETRYING => s & !TIMED,
             _ => return, // cancelled (or resolved) while waiting
+        };
+        match state.compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => break,
+            Err(x) => s = x,
         }
+    }
+    if s & TIMED != 0 {
+        shared.timer.release();
     }
     let priority = job.header().priority;
     shared.push(job, priority);
+}
+
+/// A deadline is due: resolve the task `Expired` if it has not started.
+/// One with a callback goes to a worker instead (module docs), which finds
+/// the deadline passed when it takes the task.
+fn expire(shared: &Shared, job: StdArc<dyn Job>) {
+    let code = job.header().state.load(Ordering::Acquire) & CODE;
+    if !matches!(code, QUEUED | DELAYED) {
+        return;
+    }
+    if job.has_callback() {
+        shared.lanes.high.push(JobRef::Task(job));
+        shared.notify_one();
+    } else {
+        job.abort(shared, Abort::Expired);
+    }
 }
 
 /// The body of the timer thread.
@@ -273,8 +398,22 @@ pub(crate) fn run_timer(shared: Arc<Shared>) {
     let mut st = timer.state.lock();
     loop {
         if shared.stopping_now() && !st.heap.is_empty() {
+            let entries: Vec<Entry> = st.heap.drain().collect();
+            st.stopped = true;
+            st.publish(timer);
             drop(st);
-            timer.cancel_all(&shared);
+            // The workers cancel what is still waiting (and run the
+            // callbacks): `execute` resolves every task `Cancelled` now.
+            counted(&shared, || {
+                for e in entries {
+                    if let What::Fire(job) = e.what {
+                        if !is_resolved(&*job) {
+                            let priority = job.header().priority;
+                            shared.push(job, priority);
+                        }
+                    }
+                }
+            });
             st = timer.state.lock();
             continue;
         }
@@ -283,7 +422,10 @@ pub(crate) fn run_timer(shared: Arc<Shared>) {
         }
         if shared.is_finished() {
             st.stopped = true;
-            st.heap.clear();
+            let entries = std::mem::take(&mut st.heap);
+            st.publish(timer);
+            drop(st);
+            counted(&shared, move || drop(entries));
             return;
         }
         let now = shared.clock.now();
@@ -291,11 +433,9 @@ pub(crate) fn run_timer(shared: Arc<Shared>) {
         match next_due {
             Some(due) if due <= now => {
                 let Some(entry) = st.heap.pop() else { continue };
-                if matches!(entry.what, What::Fire(_)) {
-                    st.fires -= 1;
-                }
+                st.publish(timer);
                 drop(st);
-                process(&shared, entry.what);
+                counted(&shared, || process(&shared, entry.what, true));
                 st = timer.state.lock();
             }
             Some(due) => st = timer.cond.wait_until(st, due),

@@ -14,6 +14,7 @@ use crate::latch::{CountLatch, Latch, Probe};
 use crate::metrics::Event;
 use crate::sync::{fence, thread_local, Arc, Ordering, UnsafeCell};
 use crate::task::Abort;
+use crate::unwind::{drop_payload, drop_quietly, AbortOnUnwind};
 
 thread_local! {
     // loom's `thread_local!` takes no `const` initializer.
@@ -363,9 +364,13 @@ impl WorkerThread {
         let job_b = StackJob::new(b);
         // SAFETY: `job_b` stays on this frame until its latch is set (a thief
         // ran it) or we popped its reference back: we return only after one
-        // of the two, and `a` cannot unwind past us (caught below).
+        // of the two. `a` cannot unwind past us (caught below), and nothing
+        // else can: the jobs we help with catch their panics (user values
+        // are dropped quietly, see `unwind`), and should anything unwind
+        // anyway, `guard` aborts before this frame is left.
         let job_ref = unsafe { job_b.as_ref() };
         let ptr = job_ref.ptr;
+        let guard = AbortOnUnwind;
         self.local.push(JobRef::Stack(job_ref));
         self.shared.notify_one();
         let ra = catch_unwind(AssertUnwindSafe(a));
@@ -382,9 +387,20 @@ impl WorkerThread {
                 }
             }
         };
+        guard.disarm();
         match (ra, rb) {
             (Ok(ra), Ok(rb)) => (ra, rb),
-            (Err(p), _) | (_, Err(p)) => resume_unwind(p),
+            (Err(p), other) => {
+                match other {
+                    Ok(v) => drop_quietly(v),
+                    Err(q) => drop_payload(q),
+                }
+                resume_unwind(p)
+            }
+            (Ok(other), Err(p)) => {
+                drop_quietly(other);
+                resume_unwind(p)
+            }
         }
     }
 }
