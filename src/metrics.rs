@@ -135,7 +135,8 @@ pub(crate) enum Event {
 }
 
 const FLOW: usize = 5;
-const STATS: usize = 7;
+/// Every event after the flow ones (the last variant sets the count).
+const STATS: usize = Event::DeadLettered as usize + 1 - FLOW;
 
 /// The latency histograms a block records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
