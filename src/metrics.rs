@@ -128,6 +128,9 @@ pub(crate) enum Event {
     Retried,
     CallbackPanic,
     DropPanic,
+    /// Tasks accepted, counted once each where the submission succeeds
+    /// (the flow's `Submitted` also holds refused ones until taken back).
+    Accepted,
     Stolen,
     Park,
     Wake,

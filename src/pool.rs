@@ -102,6 +102,7 @@ impl Pool {
         }
         self.enter(1)?;
         let admit = self.admit(1, true).inspect_err(|_| self.leave(1))?;
+        self.accepted(1);
         let ready = shared.stats.clock().now();
         let job = SpawnRef::new(f, admit == Admit::Permit, ready);
         if admit == Admit::Inline {
@@ -133,6 +134,7 @@ impl Pool {
         let shared = self.shared();
         self.enter(1)?;
         let admit = self.admit(1, true).inspect_err(|_| self.leave(1))?;
+        self.accepted(1);
         let initial = if admit == Admit::Permit {
             QUEUED | ADMITTED
         } else {
@@ -216,6 +218,7 @@ impl Pool {
             }
             self.leave(n);
         })?;
+        self.accepted(n);
         let handles = cells
             .into_iter()
             .map(|cell| {
@@ -225,6 +228,15 @@ impl Pool {
             .collect();
         self.submitted();
         Ok(handles)
+    }
+
+    /// Counts `n` accepted tasks, before they are dispatched (so before any
+    /// of them can end): `ShutdownReport::submitted` and
+    /// `Metrics::submitted` read this count, which no terminal event
+    /// touches, so their balance against the terminal counts is a check.
+    #[inline]
+    fn accepted(&self, n: usize) {
+        self.shared().stats_here().add(Event::Accepted, n as u64);
     }
 
     /// After accepted tasks were dispatched: an inline pool runs them now
@@ -299,6 +311,7 @@ impl Pool {
                 return Err((e, cell));
             }
         };
+        self.accepted(1);
         let handle = self.dispatch(cell, admit, want_handle);
         self.submitted();
         Ok(handle)
@@ -473,7 +486,7 @@ fn metrics(shared: &Shared) -> Metrics {
         pool: shared.name.clone(),
         workers: shared.workers as u64,
         pinned_workers: shared.pinned.load(crate::sync::Ordering::Relaxed) as u64,
-        submitted: s.sum(Event::Submitted),
+        submitted: s.sum(Event::Accepted),
         completed: s.sum(Event::Completed),
         failed: s.sum(Event::Failed),
         panicked: s.sum(Event::Panicked),
@@ -536,12 +549,11 @@ fn shutdown(shared: &Shared, now: bool) -> ShutdownReport {
         }
     }
     let m = metrics(shared);
-    // Once the workers are joined every accepted task is terminal, so the
-    // terminal counts are exact; the raw `Submitted` sums could still hold
-    // a refused submission that has not yet taken its count back.
-    let terminal = m.completed + m.failed + m.cancelled + m.expired;
+    // `submitted` is counted where tasks are accepted, independently of
+    // the terminal counts: once the workers are joined, a balance that
+    // does not hold is a lost or double-counted task.
     ShutdownReport {
-        submitted: if joined { terminal } else { m.submitted },
+        submitted: m.submitted,
         completed: m.completed,
         failed: m.failed,
         panicked: m.panicked,

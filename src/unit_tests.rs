@@ -321,3 +321,27 @@ fn a_panicking_spawn_is_counted_failed_and_dead_lettered_once() {
     assert_eq!(letters[0].0, 1);
     assert!(letters[0].1.contains("spawned boom"), "{:?}", letters[0]);
 }
+
+/// The report's `submitted` is counted where tasks are accepted, not
+/// derived from the terminal counts: a terminal count that no accepted task
+/// explains (here injected by hand, as a double-counting bug would) shows
+/// up as an imbalance instead of being absorbed.
+#[test]
+fn report_submitted_is_counted_independently_of_the_terminal_counts() {
+    use crate::metrics::Event;
+    let p = pool(1);
+    assert_eq!(p.submit(|| 1).unwrap().wait().unwrap(), 1);
+    // A bogus extra task in the flow counts (balanced, so shutdown finishes).
+    let block = p.shared().stats.block(None);
+    block.add(Event::Submitted, 1);
+    block.add(Event::Completed, 1);
+    let report = p.shutdown();
+    assert_eq!(report.submitted, 1, "{report:?}");
+    assert_eq!(report.completed, 2, "{report:?}");
+    assert_ne!(
+        report.submitted,
+        report.completed + report.failed + report.cancelled + report.expired,
+        "the balance must be able to fail"
+    );
+    assert_eq!(p.metrics().submitted, 1);
+}
