@@ -18,6 +18,7 @@
 //! assert_eq!(answer.wait()?, 42);
 //!
 //! // Options: priority, retries with backoff, delay, deadline, key, callback.
+//! let (outcome_tx, outcome_rx) = std::sync::mpsc::channel();
 //! let h = pool.submit_task(
 //!     Task::fallible({
 //!         let mut calls = 0;
@@ -27,12 +28,15 @@
 //!     .retry(Retry::exponential(3, Duration::from_millis(1)))
 //!     .deadline(Duration::from_secs(5))
 //!     .key("job-17")
-//!     .on_complete(|r| assert!(r.is_ok())),
+//!     .on_complete(move |r| outcome_tx.send(r.is_ok()).unwrap()),
 //! )?;
 //! // While it is pending, the key is taken.
 //! let dup = pool.submit_task(Task::new(|| 0).key("job-17"));
 //! assert!(matches!(dup, Err(SubmitError::Duplicate(_))) || h.is_finished());
 //! assert_eq!(h.wait()?, 2);
+//! // The callback ran before `wait` returned (a panic in it would only be
+//! // counted, so its verdict is sent out and checked here).
+//! assert_eq!(outcome_rx.try_recv(), Ok(true));
 //!
 //! // Panics are caught per task.
 //! let boom = pool.submit(|| -> u32 { panic!("boom") })?;

@@ -77,13 +77,14 @@ fn a_huge_capacity_is_accepted() {
 }
 
 #[test]
-fn a_thread_name_with_a_nul_byte_does_not_panic() {
+fn a_thread_name_with_a_nul_byte_is_a_typed_error() {
     let result = bounded("build with a NUL in the thread name", || {
         Pool::builder().workers(1).thread_name("bad\0name").build()
     });
-    if let Ok(pool) = result {
-        assert_eq!(wait(pool.submit(|| 3).unwrap()).unwrap(), 3);
-    }
+    assert!(
+        matches!(&result, Err(runq::BuildError::InvalidThreadName(name)) if name == "bad\0name"),
+        "{result:?}"
+    );
 }
 
 #[test]

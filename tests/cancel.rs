@@ -257,12 +257,12 @@ fn cancel_racing_retry_has_exactly_one_outcome() {
                 "round {i}: ran again after cancel() was true"
             );
         } else {
-            // It was running: the flag either ends it cooperatively (Ok) or
-            // stops further retries, so the run in progress is the last one
-            // (its failure, or Cancelled); either way it resolves and stays
-            // resolved.
+            // It was running: the flag either ends it cooperatively (Ok,
+            // with the run count) or stops further retries, so the run in
+            // progress is the last one and its failure is the outcome. A
+            // run that ended is never turned into Cancelled.
             match &res {
-                Ok(_) | Err(TaskError::Cancelled) => {}
+                Ok(n) => assert_eq!(*n, runs_after, "round {i}: not the last run's value"),
                 Err(TaskError::Failed { attempts, .. }) => assert_eq!(
                     *attempts, runs_after,
                     "round {i}: the failure does not count the runs"

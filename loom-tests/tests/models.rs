@@ -466,7 +466,11 @@ fn status_is_terminal_after_wait() {
             s,
             Status::Queued | Status::Running | Status::Succeeded
         ));
-        let _ = id;
+        while !h.is_finished() {
+            thread::yield_now();
+        }
+        assert_eq!(h.status(), Status::Succeeded);
+        assert_eq!(h.id(), id);
         h.wait().unwrap();
     });
 }
