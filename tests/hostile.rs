@@ -389,9 +389,13 @@ fn join_helping_loop_runs_a_job_that_drops_a_bomb(workers: usize) {
                             std::thread::yield_now();
                         }
                     }
-                    // Lands on this worker's deque, above `b` (if still there).
-                    let bomb_count = bombs.clone();
-                    drop(pool.submit(move || Bomb(bomb_count)).unwrap());
+                    // Two tasks: the second takes the worker's "next task"
+                    // slot and pushes the first onto its deque, above `b`
+                    // (if still there), where the helping loop finds it.
+                    for _ in 0..2 {
+                        let bomb_count = bombs.clone();
+                        drop(pool.submit(move || Bomb(bomb_count)).unwrap());
+                    }
                     1
                 },
                 || {
@@ -408,10 +412,12 @@ fn join_helping_loop_runs_a_job_that_drops_a_bomb(workers: usize) {
         })
         .unwrap();
     assert_eq!(wait(h).ok(), Some(3));
-    assert_eq!(bombs.load(Ordering::SeqCst), 1);
+    wait_until("both outputs to be dropped", || {
+        bombs.load(Ordering::SeqCst) == 2
+    });
     assert_all_workers_alive(&pool);
     let (_report, m) = shut_down(pool);
-    assert_eq!(drop_panics(&m), 1, "{m:?}");
+    assert_eq!(drop_panics(&m), 2, "{m:?}");
 }
 
 /// Deadlines of finished tasks do not pile up in the timer: waves of
