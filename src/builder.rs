@@ -30,8 +30,10 @@ pub enum WhenFull {
     Block,
     /// Fail at once with [`SubmitError::Full`](crate::SubmitError::Full).
     Reject,
-    /// Run the task right away on the submitting thread; its handle is
-    /// already finished when `submit` returns.
+    /// Run the task on the submitting thread; its handle is already
+    /// finished when `submit` returns. A task with a delay is run after
+    /// the submitting thread has slept through it (the delay is kept, so
+    /// the caller is held back for that long).
     RunInCaller,
 }
 

@@ -329,6 +329,10 @@ impl Pool {
         let delay = cell
             .delay()
             .filter(|d| !d.is_zero() && admit != Admit::Inline);
+        // Run in the caller, the delay is waited out right here.
+        let inline_delay = cell
+            .delay()
+            .filter(|d| !d.is_zero() && admit == Admit::Inline);
         let deadline = cell.deadline();
         let now = if delay.is_some() || deadline.is_some() {
             shared.clock.now()
@@ -358,7 +362,12 @@ impl Pool {
         }
         let priority = job.header().priority;
         match (admit, delay) {
-            (Admit::Inline, _) => counted(shared, || job.run(shared)),
+            (Admit::Inline, _) => {
+                if let (Some(d), None) = (inline_delay, &shared.driven) {
+                    std::thread::sleep(d);
+                }
+                counted(shared, || job.run(shared))
+            }
             (_, Some(d)) => shared.schedule(job, d, priority),
             (_, None) => shared.push(job, priority),
         }

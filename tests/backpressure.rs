@@ -252,6 +252,30 @@ fn run_in_caller_runs_the_task_on_the_submitting_thread() {
     assert_eq!(report.completed, 4);
 }
 
+/// A delay is kept when the task runs in the caller: the caller waits it
+/// out (a lower bound, which no machine speed can break).
+#[test]
+fn run_in_caller_keeps_the_delay() {
+    let pool = bounded_pool(1, WhenFull::RunInCaller);
+    let (gate, blocker) = occupy(&pool);
+    let queued = pool.submit(|| ()).unwrap();
+    let delay = Duration::from_millis(30);
+    let submitted_at = std::time::Instant::now();
+    let h = pool
+        .submit_task(Task::new(std::time::Instant::now).delay(delay))
+        .unwrap();
+    assert!(h.is_finished(), "ran inline");
+    let started_at = wait(h).unwrap();
+    assert!(
+        started_at.duration_since(submitted_at) >= delay,
+        "started {:?} after submission, before its delay of {delay:?}",
+        started_at.duration_since(submitted_at)
+    );
+    gate.open();
+    wait(blocker).unwrap();
+    wait(queued).unwrap();
+}
+
 #[test]
 fn run_in_caller_catches_a_panic_in_the_handle() {
     let pool = bounded_pool(1, WhenFull::RunInCaller);
