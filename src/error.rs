@@ -154,6 +154,16 @@ pub enum TaskError {
 
 impl TaskError {
     /// True for [`TaskError::Cancelled`].
+    ///
+    /// ```
+    /// use runq::{Pool, Task};
+    /// use std::time::Duration;
+    /// let pool = Pool::builder().workers(1).build()?;
+    /// let h = pool.submit_task(Task::new(|| ()).delay(Duration::from_secs(3600)))?;
+    /// assert!(h.cancel());
+    /// assert!(h.wait().unwrap_err().is_cancelled());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_cancelled(&self) -> bool {
         matches!(self, TaskError::Cancelled)
     }

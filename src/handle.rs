@@ -136,6 +136,14 @@ impl<T: Send + 'static> Handle<T> {
     }
 
     /// The task's id, unique in the process.
+    ///
+    /// ```
+    /// let pool = runq::Pool::builder().workers(1).build()?;
+    /// let (a, b) = (pool.submit(|| 1)?, pool.submit(|| 2)?);
+    /// assert_ne!(a.id(), b.id());
+    /// assert_eq!(format!("{}", a.id()), format!("task#{}", a.id().as_u64()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn id(&self) -> TaskId {
         self.cell.header().id
     }

@@ -154,6 +154,14 @@ pub struct ReadmeDoctests;
 
 /// The index of the worker running the calling code, if it runs on a pool's
 /// worker thread.
+///
+/// ```
+/// let pool = runq::Pool::builder().workers(2).build()?;
+/// assert_eq!(runq::current_worker(), None); // not on a worker
+/// let index = pool.submit(runq::current_worker)?.wait()?;
+/// assert!(matches!(index, Some(0 | 1)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn current_worker() -> Option<usize> {
     scheduler::worker::WorkerThread::current().map(|w| w.index)
 }

@@ -162,6 +162,18 @@ impl Pool {
     /// Submits a [`Task`] without ever blocking: when the pool is at
     /// capacity (whatever the policy) or refuses it, the task comes back
     /// inside the error, unrun.
+    ///
+    /// ```
+    /// use runq::{Pool, SubmitError, Task};
+    /// let pool = Pool::builder().workers(1).build()?;
+    /// pool.shutdown();
+    /// let refused = pool.try_submit_task(Task::new(|| 7)).unwrap_err();
+    /// assert!(matches!(refused.error, SubmitError::ShutDown));
+    /// let task = refused.into_task(); // unrun; could go to another pool
+    /// let other = Pool::builder().workers(1).build()?;
+    /// assert_eq!(other.try_submit_task(task).map_err(|e| e.error)?.wait()?, 7);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_submit_task<T: Send + 'static>(
         &self,
         task: Task<T>,
@@ -180,6 +192,18 @@ impl Pool {
     /// [`WhenFull::Block`] it waits for room for the whole batch (a batch
     /// larger than the capacity is refused with `Full`); under
     /// [`WhenFull::RunInCaller`] a batch that does not fit runs in the caller.
+    ///
+    /// ```
+    /// use runq::{Pool, SubmitError, Task};
+    /// let pool = Pool::builder().workers(2).build()?;
+    /// let handles = pool.submit_batch((1..=3u32).map(|i| Task::new(move || i * 10)).collect())?;
+    /// let sum: u32 = handles.into_iter().map(|h| h.wait().unwrap()).sum();
+    /// assert_eq!(sum, 60);
+    /// // A duplicate key inside a batch refuses all of it.
+    /// let dup = pool.submit_batch(vec![Task::new(|| 1).key("k"), Task::new(|| 2).key("k")]);
+    /// assert!(matches!(dup, Err(SubmitError::Duplicate(_))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn submit_batch<T: Send + 'static>(
         &self,
         tasks: Vec<Task<T>>,
@@ -413,7 +437,22 @@ impl Pool {
         crate::scope::scope_in(self.shared(), op)
     }
 
-    /// A snapshot of the pool's counters and queue depths.
+    /// A snapshot of the pool's counters and queue depths. It reads one
+    /// block of counters per worker, never the timer's lock.
+    ///
+    /// ```
+    /// use runq::Pool;
+    /// let pool = Pool::builder().workers(1).build()?;
+    /// pool.submit(|| ())?.wait()?;
+    /// assert_eq!(pool.metrics().submitted, 1);
+    /// // While the pool runs the counts are a moment's estimate (a task's
+    /// // terminal count lands just after its handle resolves); after
+    /// // shutdown they are exact.
+    /// pool.shutdown();
+    /// let m = pool.metrics();
+    /// assert_eq!((m.submitted, m.completed, m.in_flight, m.workers), (1, 1, 0, 1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn metrics(&self) -> Metrics {
         metrics(self.shared())
     }
@@ -440,11 +479,33 @@ impl Pool {
     /// lets running tasks finish (without further retries), joins the
     /// workers and reports. On an inline or manual pool the cancellations
     /// (and their callbacks) happen on the calling thread, before it returns.
+    ///
+    /// ```
+    /// use runq::{Pool, Task, TaskError};
+    /// use std::time::Duration;
+    /// let pool = Pool::builder().workers(1).build()?;
+    /// let later = pool.submit_task(Task::new(|| 1).delay(Duration::from_secs(3600)))?;
+    /// let report = pool.shutdown_now(); // does not wait the hour
+    /// assert_eq!(report.cancelled, 1);
+    /// assert!(matches!(later.wait(), Err(TaskError::Cancelled)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn shutdown_now(&self) -> ShutdownReport {
         shutdown(self.shared(), true)
     }
 
     /// True once `shutdown`/`shutdown_now` was called (or the last clone dropped).
+    ///
+    /// ```
+    /// use runq::{Pool, SubmitError};
+    /// let pool = Pool::builder().workers(1).build()?;
+    /// let clone = pool.clone();
+    /// assert!(!clone.is_shut_down());
+    /// pool.shutdown();
+    /// assert!(clone.is_shut_down());
+    /// assert!(matches!(clone.submit(|| ()), Err(SubmitError::ShutDown)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_shut_down(&self) -> bool {
         self.shared().lifecycle.is_closed()
     }

@@ -83,6 +83,15 @@ impl Default for Retry {
 
 impl Retry {
     /// Run once, never again.
+    ///
+    /// ```
+    /// use runq::{Pool, Retry, Task, TaskError};
+    /// let pool = Pool::builder().workers(1).build()?;
+    /// let h = pool.submit_task(Task::fallible(|| Err::<u8, _>("no")).retry(Retry::none()))?;
+    /// assert!(matches!(h.wait(), Err(TaskError::Failed { attempts: 1, .. })));
+    /// assert_eq!(Retry::none().attempts(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn none() -> Retry {
         Retry {
             attempts: 1,

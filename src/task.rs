@@ -64,6 +64,12 @@ pub enum Status {
 
 impl Status {
     /// True for the four terminal states.
+    ///
+    /// ```
+    /// use runq::Status;
+    /// assert!(Status::Succeeded.is_terminal() && Status::Expired.is_terminal());
+    /// assert!(!Status::Retrying.is_terminal() && !Status::Queued.is_terminal());
+    /// ```
     pub fn is_terminal(&self) -> bool {
         matches!(
             self,
@@ -544,6 +550,23 @@ thread_local! {
 /// Inside a running task: whether [`Handle::cancel`](crate::Handle::cancel)
 /// was called on it. A running task cannot be stopped from outside; a long
 /// task can poll this and return early. Outside a task: `false`.
+///
+/// ```
+/// use std::sync::mpsc;
+/// let pool = runq::Pool::builder().workers(1).build()?;
+/// let (started_tx, started) = mpsc::channel();
+/// let h = pool.submit(move || {
+///     started_tx.send(()).unwrap();
+///     let mut spins = 0u64;
+///     while !runq::is_cancelled() { spins += 1; std::hint::spin_loop(); }
+///     spins
+/// })?;
+/// started.recv()?;
+/// assert!(!h.cancel()); // running: it cannot be stopped, only asked
+/// assert!(h.wait().is_ok()); // it saw the request and returned
+/// assert!(!runq::is_cancelled()); // outside a task
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn is_cancelled() -> bool {
     CURRENT_TASK.with(|c| {
         let p = c.get();
@@ -879,7 +902,18 @@ impl<T: Send + 'static> Task<T> {
     }
 
     /// Evaluated right before the first run; `false` resolves the task
-    /// [`TaskError::Cancelled`] without running it.
+    /// [`TaskError::Cancelled`] without running it. A guard that panics
+    /// counts as `false`.
+    ///
+    /// ```
+    /// use runq::{Pool, Task, TaskError};
+    /// let pool = Pool::builder().workers(1).build()?;
+    /// let skipped = pool.submit_task(Task::new(|| 1).guard(|| false))?;
+    /// assert!(matches!(skipped.wait(), Err(TaskError::Cancelled)));
+    /// let ran = pool.submit_task(Task::new(|| 2).guard(|| true))?;
+    /// assert_eq!(ran.wait()?, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn guard<G>(mut self, check: G) -> Self
     where
         G: FnOnce() -> bool + Send + 'static,
