@@ -23,6 +23,38 @@ use crate::timer::Timer;
 pub const MAX_WORKERS: usize = 512;
 
 /// What a submission from outside the pool does when the queue is at capacity.
+///
+/// ```
+/// use runq::{Pool, SubmitError, Task, WhenFull};
+/// use std::sync::mpsc;
+/// let pool = Pool::builder().workers(1).capacity(1).when_full(WhenFull::Reject).build()?;
+/// // Occupy the worker, then fill the one place in the queue.
+/// let (started_tx, started) = mpsc::channel();
+/// let (release, gate) = mpsc::channel::<()>();
+/// let busy = pool.submit(move || { started_tx.send(()).unwrap(); gate.recv().ok(); })?;
+/// started.recv()?;
+/// let queued = pool.submit(|| 1)?;
+/// assert!(matches!(pool.submit(|| 2), Err(SubmitError::Full))); // Reject
+/// let back = pool.try_submit_task(Task::new(|| 3)).unwrap_err(); // never blocks
+/// assert!(matches!(back.error, SubmitError::Full));
+/// release.send(())?;
+/// busy.wait()?;
+/// assert_eq!(queued.wait()?, 1);
+///
+/// // RunInCaller: at capacity, the submitting thread runs the task itself.
+/// let inline = Pool::builder().workers(1).capacity(1).when_full(WhenFull::RunInCaller).build()?;
+/// let (started_tx, started) = mpsc::channel();
+/// let (release, gate) = mpsc::channel::<()>();
+/// let busy = inline.submit(move || { started_tx.send(()).unwrap(); gate.recv().ok(); })?;
+/// started.recv()?;
+/// let _queued = inline.submit(|| ())?;
+/// let here = inline.submit(std::thread::current)?;
+/// assert!(here.is_finished());
+/// assert_eq!(here.wait()?.id(), std::thread::current().id());
+/// release.send(())?;
+/// busy.wait()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WhenFull {
     /// Wait until there is room (or the pool shuts down). The default.

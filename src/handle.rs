@@ -28,6 +28,30 @@ use crate::unwind::counted;
 /// assert_eq!(h.wait()?, 42);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// Awaiting it, here with a minimal executor that parks the thread:
+///
+/// ```
+/// use std::future::Future;
+/// use std::sync::Arc;
+/// use std::task::{Context, Poll, Wake};
+/// struct Unpark(std::thread::Thread);
+/// impl Wake for Unpark {
+///     fn wake(self: Arc<Self>) { self.0.unpark() }
+/// }
+/// let pool = runq::Pool::builder().workers(1).build()?;
+/// let mut h = std::pin::pin!(pool.submit(|| 6 * 7)?);
+/// let waker = Arc::new(Unpark(std::thread::current())).into();
+/// let mut cx = Context::from_waker(&waker);
+/// let out = loop {
+///     match h.as_mut().poll(&mut cx) {
+///         Poll::Ready(r) => break r,
+///         Poll::Pending => std::thread::park(),
+///     }
+/// };
+/// assert_eq!(out?, 42);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Handle<T> {
     /// Dropped in `Drop`, where a panic of the output's destructor is
     /// counted in this pool's metrics.
