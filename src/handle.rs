@@ -100,9 +100,12 @@ impl<T: Send + 'static> Handle<T> {
     /// use runq::Pool;
     /// use std::time::Duration;
     /// let pool = Pool::builder().workers(1).build()?;
-    /// let slow = pool.submit(|| std::thread::sleep(Duration::from_millis(50)))?;
-    /// let slow = slow.wait_timeout(Duration::from_millis(1)).unwrap_err(); // not yet
-    /// assert!(slow.wait_timeout(Duration::from_secs(10)).is_ok());
+    /// let (release, gate) = std::sync::mpsc::channel::<()>();
+    /// let held = pool.submit(move || gate.recv().is_ok())?;
+    /// // It cannot finish before `release`, however fast the machine.
+    /// let held = held.wait_timeout(Duration::from_millis(1)).unwrap_err();
+    /// release.send(())?;
+    /// assert!(matches!(held.wait_timeout(Duration::from_secs(10)), Ok(Ok(true))));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn wait_timeout(self, timeout: Duration) -> Result<Result<T, TaskError>, Handle<T>> {
