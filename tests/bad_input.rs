@@ -13,7 +13,9 @@ use runq::{BuildError, Pool, Retry, Status, SubmitError, Task, TaskError, WhenFu
 
 mod common;
 
-use common::limit_10s::{bounded_no_panic as bounded, occupy, wait, Gate, LIMIT};
+use common::limit_10s::{
+    bounded_no_panic as bounded, occupy, open_when_shut_down, wait, Gate, LIMIT,
+};
 
 fn assert_is_error<E: Error + Send + Sync + 'static>(e: &E) {
     assert!(!e.to_string().is_empty(), "{e:?} has an empty message");
@@ -311,11 +313,7 @@ fn waiting_on_a_queued_handle_after_shutdown_now_resolves_cancelled() {
     let delayed = pool
         .submit_task(Task::new(|| 6).delay(Duration::from_secs(3600)))
         .unwrap();
-    let opener = gate.clone();
-    thread::spawn(move || {
-        thread::sleep(Duration::from_millis(100));
-        opener.open();
-    });
+    open_when_shut_down(&gate, &pool);
     bounded("shutdown_now", move || {
         pool.shutdown_now();
         drop(pool);

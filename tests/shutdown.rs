@@ -14,7 +14,7 @@ use runq::{Pool, ShutdownReport, Status, SubmitError, Task, TaskError};
 
 mod common;
 
-use common::limit_10s::{bounded, occupy, wait, Gate, LIMIT};
+use common::limit_10s::{bounded, occupy, open_when_shut_down, wait, Gate, LIMIT};
 use common::scaled;
 
 /// Opens `gate` after `after`, from another thread.
@@ -436,7 +436,7 @@ fn handles_of_a_shut_down_pool_resolve() {
     let pool = Pool::builder().workers(1).build().unwrap();
     let (gate, blocker) = occupy(&pool);
     let h = pool.submit(|| 1).unwrap();
-    open_later(&gate, Duration::from_millis(100));
+    open_when_shut_down(&gate, &pool);
     bounded("shutdown_now", move || pool.shutdown_now());
     wait(blocker).unwrap();
     assert!(matches!(wait(h), Err(TaskError::Cancelled)));

@@ -85,6 +85,22 @@ pub mod limit_10s {
         }
     }
 
+    /// Opens `gate` once `pool` is shut down (or after `LIMIT`): an order
+    /// made certain by the state itself, not by a time window.
+    pub fn open_when_shut_down(gate: &Gate, pool: &Pool) {
+        let (gate, pool) = (gate.clone(), pool.clone());
+        thread::spawn(move || {
+            let start = std::time::Instant::now();
+            while !pool.is_shut_down() && start.elapsed() < LIMIT {
+                thread::sleep(Duration::from_millis(1));
+            }
+            gate.open();
+            // After opening: were this the last clone, its drop would wait
+            // for the gated task.
+            drop(pool);
+        });
+    }
+
     /// Occupies one worker with a task that blocks on a gate; returns once it runs.
     pub fn occupy(pool: &Pool) -> (Gate, Handle<()>) {
         let gate = Gate::default();
