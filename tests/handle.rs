@@ -191,13 +191,20 @@ fn task_ids_are_unique_across_submitting_threads() {
 
 #[test]
 fn status_moves_only_forward_through_delay_and_retries() {
+    // Each attempt holds `Running` until the sampler below has seen it (a
+    // gate, not a time window), so no schedule can hide that state. The
+    // delay and the backoff are the windows in which `Delayed` and
+    // `Retrying` are visible; the sampler only has to look once in 200 ms.
     let pool = pool(1);
     let runs = Arc::new(AtomicU32::new(0));
-    let r = runs.clone();
+    let arrived = Arc::new(AtomicU32::new(0));
+    let (r, a) = (runs.clone(), arrived.clone());
+    let (go_tx, go_rx) = mpsc::channel::<()>();
     let h = pool
         .submit_task(
             Task::fallible(move || {
-                std::thread::sleep(Duration::from_millis(5));
+                a.fetch_add(1, Ordering::SeqCst);
+                go_rx.recv().expect("the sampler opens each attempt's gate");
                 let n = r.fetch_add(1, Ordering::SeqCst) + 1;
                 if n < 3 {
                     Err("not yet")
@@ -205,16 +212,39 @@ fn status_moves_only_forward_through_delay_and_retries() {
                     Ok(n)
                 }
             })
-            .delay(Duration::from_millis(50))
-            .retry(Retry::fixed(3, Duration::from_millis(50)).jitter(Jitter::None)),
+            .delay(Duration::from_millis(200))
+            .retry(Retry::fixed(3, Duration::from_millis(200)).jitter(Jitter::None)),
         )
         .unwrap();
-    let seen = sample_statuses(&h);
+    let start = Instant::now();
+    let mut seen = vec![h.status()];
+    let mut opened = 0;
+    loop {
+        let s = h.status();
+        if s != *seen.last().unwrap() {
+            seen.push(s);
+        }
+        // One gate per attempt, opened once the sampler has seen `Running`
+        // and the attempt waits at its gate.
+        if s == Status::Running && arrived.load(Ordering::SeqCst) > opened {
+            go_tx.send(()).unwrap();
+            opened += 1;
+        }
+        if s.is_terminal() {
+            break;
+        }
+        assert!(
+            start.elapsed() < LIMIT,
+            "never reached a terminal state: {seen:?}"
+        );
+        std::hint::spin_loop();
+    }
     assert_moves_forward(&seen);
     assert_eq!(seen[0], Status::Delayed, "{seen:?}");
     assert!(seen.contains(&Status::Running), "{seen:?}");
     assert!(seen.contains(&Status::Retrying), "{seen:?}");
     assert_eq!(*seen.last().unwrap(), Status::Succeeded, "{seen:?}");
+    assert_eq!(opened, 3, "one gate per attempt: {seen:?}");
     assert_eq!(finish(h).unwrap(), 3);
 }
 
