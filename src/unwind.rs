@@ -75,13 +75,30 @@ pub(crate) fn drop_quietly<T>(value: T) {
     drop(Quiet::new(value));
 }
 
+/// How many payloads in a row [`drop_payload`] drops before it leaks the
+/// next one. A payload whose destructor panics leaves a new payload (in
+/// practice the `String` or `&str` of a `panic!` in a `Drop`, which drops
+/// cleanly); only a chain of payloads that each panic with another panicking
+/// payload reaches this bound, which keeps a pathological chain from looping
+/// forever. Four covers every chain seen in `tests/hostile.rs` (length 2).
+const PAYLOAD_CHAIN: usize = 4;
+
 /// Drops a caught panic payload, whose own destructor might panic: that
-/// panic is caught and counted, and its payload leaked rather than dropped.
+/// panic is caught and counted, and its payload dropped the same way, up to
+/// [`PAYLOAD_CHAIN`] in a row; past that the last payload is leaked rather
+/// than dropped.
 pub(crate) fn drop_payload(payload: Box<dyn Any + Send>) {
-    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-        note_drop_panic();
-        std::mem::forget(again);
+    let mut payload = payload;
+    for _ in 0..PAYLOAD_CHAIN {
+        match catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+            Ok(()) => return,
+            Err(again) => {
+                note_drop_panic();
+                payload = again;
+            }
+        }
     }
+    std::mem::forget(payload);
 }
 
 thread_local! {

@@ -275,15 +275,19 @@ fn retried_error_that_panics_when_dropped(workers: usize) {
                 .retry(Retry::fixed(2, Duration::ZERO)),
         )
         .unwrap();
-    match wait(h) {
+    let last_error = match wait(h) {
         Err(TaskError::Failed { attempts, error }) => {
             assert_eq!(attempts, 2);
-            std::mem::forget(error); // the last error is ours to defuse
+            error
         }
         other => panic!("expected Failed, got {other:?}"),
-    }
+    };
     // The first attempt's error was dropped by the engine.
     assert_eq!(bombs.load(Ordering::SeqCst), 1);
+    // The last error is ours: dropping it panics here, in the test's thread.
+    let defused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(last_error)));
+    assert!(defused.is_err());
+    assert_eq!(bombs.load(Ordering::SeqCst), 2);
     assert_all_workers_alive(&pool);
     // The task's closure holds a counter clone, not a bomb: no more drops.
     let (report, m) = shut_down(pool);
