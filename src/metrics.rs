@@ -264,6 +264,32 @@ impl Stats {
         self.block(index).latency[which as usize].record(bucket, ticks, exclusive);
     }
 
+    /// Runs one attempt between two stamps: records its queue wait
+    /// (`ready` -> start; none when `ready` is 0, the "never stamped" mark)
+    /// in `wait`'s histogram and its run time in `Run`'s, and leaves the end
+    /// stamp as the next attempt's start (so a task pays two clock reads).
+    #[inline]
+    pub(crate) fn timed<R>(
+        &self,
+        worker: Option<usize>,
+        wait: Latency,
+        ready: u64,
+        run: impl FnOnce() -> R,
+    ) -> R {
+        let start = crate::stamp::take_boundary(self.clock);
+        let waited = if ready == 0 {
+            0
+        } else {
+            start.saturating_sub(ready)
+        };
+        self.record(worker, wait, waited);
+        let outcome = run();
+        let end = self.clock.now();
+        self.record(worker, Latency::Run, end.saturating_sub(start));
+        crate::stamp::set_boundary(end);
+        outcome
+    }
+
     /// Histogram `which`, merged over all blocks, in nanoseconds.
     pub(crate) fn histogram(&self, which: Latency) -> Histogram {
         let mut h = Histogram::default();

@@ -95,20 +95,12 @@ impl<F: FnOnce() + Send + 'static> Cell<F> {
             shared.admission.release(1);
         }
         // Latency, as for any task: ready -> start, start -> end.
-        let clock = shared.stats.clock();
-        let worker = shared.worker_here();
-        let start = crate::stamp::take_boundary(clock);
-        shared.stats.record(
-            worker,
+        let outcome = shared.stats.timed(
+            shared.worker_here(),
             Latency::wait(Priority::Normal),
-            start.saturating_sub(header.ready),
+            header.ready,
+            || crate::task::run_detached(f),
         );
-        let outcome = crate::task::run_detached(f);
-        let end = clock.now();
-        shared
-            .stats
-            .record(worker, Latency::Run, end.saturating_sub(start));
-        crate::stamp::set_boundary(end);
         match outcome {
             Ok(()) => shared.task_finished(Event::Completed),
             Err(payload) => {

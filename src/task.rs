@@ -673,28 +673,20 @@ impl<T: Send + 'static, B: Body<T>> Job for TaskCell<T, B> {
             }
         }
         // Latency: ready -> start (queue wait), start -> end (run time).
-        let clock = shared.stats.clock();
-        let worker = shared.worker_here();
-        let start = crate::stamp::take_boundary(clock);
-        let ready = self.header.ready.load(Ordering::Relaxed);
-        let wait = if ready == 0 {
-            0
-        } else {
-            start.saturating_sub(ready)
-        };
-        let priority = self.header.priority;
-        shared.stats.record(worker, Latency::wait(priority), wait);
         let previous = CURRENT_TASK.with(|c| c.replace(&self.header.state as *const Futex));
-        // SAFETY: we own RUNNING, so the body is ours until we give it up.
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            self.body.with_mut(|b| unsafe { (*b).call() })
-        }));
+        let outcome = shared.stats.timed(
+            shared.worker_here(),
+            Latency::wait(self.header.priority),
+            self.header.ready.load(Ordering::Relaxed),
+            || {
+                catch_unwind(AssertUnwindSafe(|| {
+                    // SAFETY: we own RUNNING, so the body is ours until we
+                    // give it up.
+                    self.body.with_mut(|b| unsafe { (*b).call() })
+                }))
+            },
+        );
         CURRENT_TASK.with(|c| c.set(previous));
-        let end = clock.now();
-        shared
-            .stats
-            .record(worker, Latency::Run, end.saturating_sub(start));
-        crate::stamp::set_boundary(end);
         match outcome {
             Ok(Ok(value)) => self.finish(shared, SUCCEEDED, Ok(value), true, None),
             Ok(Err(error)) => self.attempt_failed(shared, Failure::Error(error)),
