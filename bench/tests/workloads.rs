@@ -178,23 +178,6 @@ fn idle_cost_runs_one_task_per_tick_and_measures_cpu() {
 }
 
 #[test]
-fn alloc_per_task_sees_each_peers_closure_allocation_and_at_most_one_for_runq() {
-    assert!(runq_bench::alloc::installed());
-    for (kind, o) in assert_work(Workload::AllocPerTask, Size::tiny().alloc_tasks) {
-        match kind {
-            // runq recycles its cells: none once warm, and never more than
-            // the one cell and its share of the queue's blocks.
-            EngineKind::Runq | EngineKind::RunqUnpinned => assert!(
-                o.value.is_finite() && (0.0..=1.1).contains(&o.value),
-                "{kind}: {} allocations per task",
-                o.value
-            ),
-            _ => assert!(o.value >= 1.0, "{kind}: {} allocations per task", o.value),
-        }
-    }
-}
-
-#[test]
 fn the_suite_lists_every_workload_once_and_remote_spawn_per_submitter_count() {
     let names: Vec<String> = Workload::suite(&[1, 2, 4])
         .iter()
