@@ -26,7 +26,7 @@
 //!     })
 //!     .priority(Priority::High)
 //!     .retry(Retry::exponential(3, Duration::from_millis(1)))
-//!     .deadline(Duration::from_secs(5))
+//!     .deadline(Duration::from_secs(600))
 //!     .key("job-17")
 //!     .on_complete(move |r| outcome_tx.send(r.is_ok()).unwrap()),
 //! )?;

@@ -20,7 +20,7 @@ use runq::{
 
 mod common;
 
-use common::limit_10s::{wait, Gate, LIMIT};
+use common::limit_10s::{wait, wait_until, Gate, LIMIT};
 use common::scaled;
 
 /// Counts heap allocations per thread, so a test can see what one
@@ -76,15 +76,6 @@ fn occupy(pool: &Pool) -> (Gate, Handle<()>) {
         .recv_timeout(LIMIT)
         .expect("the blocking task never started");
     (gate, handle)
-}
-
-/// Polls `cond` until it holds or `LIMIT` passes.
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < LIMIT, "timed out waiting for: {what}");
-        thread::sleep(Duration::from_millis(1));
-    }
 }
 
 /// A task body that panics without going through the panic hook (no noise).
@@ -309,7 +300,7 @@ fn status_moves_from_queued_to_running_to_succeeded() {
     assert!(!queued.is_finished());
     assert!(!running.is_finished());
     gate.open();
-    eventually("queued task finishes", || queued.is_finished());
+    wait_until("queued task finishes", || queued.is_finished());
     assert_eq!(queued.status(), Status::Succeeded);
     assert!(queued.status().is_terminal());
     assert!(running.is_finished());
@@ -321,7 +312,7 @@ fn status_terminal_states() {
     let pool = one_worker();
     let ok = pool.submit(|| ()).unwrap();
     let bad = pool.submit(boom::<()>).unwrap();
-    eventually("both finish", || ok.is_finished() && bad.is_finished());
+    wait_until("both finish", || ok.is_finished() && bad.is_finished());
     assert_eq!(ok.status(), Status::Succeeded);
     assert_eq!(bad.status(), Status::Failed);
     for s in [
@@ -386,7 +377,7 @@ fn cancel_of_a_running_task_returns_false_and_raises_the_flag() {
 fn cancel_of_a_finished_task_returns_false() {
     let pool = one_worker();
     let h = pool.submit(|| 3).unwrap();
-    eventually("task finishes", || h.is_finished());
+    wait_until("task finishes", || h.is_finished());
     assert!(!h.cancel());
     assert_eq!(wait(h).unwrap(), 3);
 }
@@ -414,14 +405,19 @@ fn wait_timeout_hands_the_handle_back_on_timeout() {
 #[test]
 fn wait_blocks_until_the_result_is_ready() {
     let pool = one_worker();
+    let gate = Gate::default();
+    let g = gate.clone();
     let h = pool
-        .submit(|| {
-            thread::sleep(Duration::from_millis(30));
+        .submit(move || {
+            g.wait();
             11
         })
         .unwrap();
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || tx.send(h.wait()).unwrap());
+    // The task cannot finish before the gate opens, so neither can `wait`.
+    assert!(rx.try_recv().is_err(), "wait() returned before the result");
+    gate.open();
     let got = rx.recv_timeout(LIMIT).expect("wait() returned");
     assert_eq!(got.unwrap(), 11);
 }
@@ -487,7 +483,7 @@ fn future_wakes_its_waker_on_completion() {
     assert!(Pin::new(&mut h).poll(&mut cx).is_pending());
     assert_eq!(state.woken.load(Ordering::SeqCst), 0);
     gate.open();
-    eventually("the waker is woken", || {
+    wait_until("the waker is woken", || {
         state.woken.load(Ordering::SeqCst) > 0
     });
     match Pin::new(&mut h).poll(&mut cx) {
@@ -518,7 +514,7 @@ fn future_uses_the_latest_waker() {
         .poll(&mut Context::from_waker(&w2))
         .is_pending());
     gate.open();
-    eventually("the second waker is woken", || {
+    wait_until("the second waker is woken", || {
         second.woken.load(Ordering::SeqCst) > 0
     });
     assert!(Pin::new(&mut h)
@@ -617,8 +613,10 @@ fn metrics_show_queue_depth_per_lane_and_tasks_in_flight() {
         pool.submit_task(Task::new(|| ()).priority(Priority::Low))
             .unwrap(),
     );
+    // An hour: the count cannot change under the assertions however slow
+    // the machine; the task is cancelled below.
     let delayed = pool
-        .submit_task(Task::new(|| ()).delay(Duration::from_millis(300)))
+        .submit_task(Task::new(|| ()).delay(Duration::from_secs(3600)))
         .unwrap();
     let m = pool.metrics();
     assert_eq!(m.queued_high, 2);
@@ -631,7 +629,8 @@ fn metrics_show_queue_depth_per_lane_and_tasks_in_flight() {
         "accepted and not terminal: blocker, 6 queued, 1 delayed"
     );
     gate.open();
-    handles.push(delayed);
+    assert!(delayed.cancel());
+    assert!(matches!(wait(delayed), Err(TaskError::Cancelled)));
     for h in handles {
         wait(h).unwrap();
     }
@@ -680,7 +679,7 @@ fn metrics_default_is_all_zero() {
 fn idle_workers_park_and_are_woken() {
     let pool = Pool::builder().workers(2).build().unwrap();
     // Let both workers pass their spin window and park.
-    eventually("workers park", || pool.metrics().parks >= 2);
+    wait_until("workers park", || pool.metrics().parks >= 2);
     wait(pool.submit(|| ()).unwrap()).unwrap();
     assert!(pool.metrics().wakes >= 1, "a parked pool was woken");
 }
@@ -688,27 +687,38 @@ fn idle_workers_park_and_are_woken() {
 #[test]
 fn work_is_stolen_across_workers() {
     let pool = Pool::builder().workers(2).build().unwrap();
-    // Tasks spawned from inside the pool land on the spawner's own deque; a
-    // second worker can only get them by stealing.
+    // Tasks spawned from inside the pool land on the spawner's own worker
+    // (its "next task" slot or deque). The spawner then blocks without
+    // helping until one of them has run: only the other worker, by
+    // stealing, can run it.
     let h = pool
         .submit({
             let pool = pool.clone();
             move || {
-                let hs: Vec<_> = (0..scaled(200))
+                let me = runq::current_worker();
+                let (ran_tx, ran_rx) = mpsc::channel();
+                let hs: Vec<_> = (0..4)
                     .map(|_| {
-                        pool.submit(|| {
-                            thread::sleep(Duration::from_millis(1));
+                        let ran_tx = ran_tx.clone();
+                        pool.submit(move || {
+                            let _ = ran_tx.send(());
                             runq::current_worker()
                         })
                         .unwrap()
                     })
                     .collect();
-                hs.into_iter().map(|h| wait(h).unwrap()).collect::<Vec<_>>()
+                ran_rx.recv_timeout(LIMIT).expect("nobody stole a task");
+                let ran_on: Vec<_> = hs.into_iter().map(|h| wait(h).unwrap()).collect();
+                (me, ran_on)
             }
         })
         .unwrap();
-    let workers = wait(h).unwrap();
+    let (spawner, workers) = wait(h).unwrap();
     assert!(workers.iter().all(|w| matches!(w, Some(0 | 1))));
+    assert!(
+        workers.iter().any(|w| *w != spawner),
+        "no task ran on the other worker"
+    );
     assert!(pool.metrics().stolen > 0, "the idle worker stole nothing");
 }
 
@@ -772,13 +782,23 @@ fn an_idle_pool_uses_no_cpu_after_its_spin_window() {
         .build()
         .unwrap();
     wait(pool.submit(|| ()).unwrap()).unwrap();
-    // Past any spin window.
-    thread::sleep(Duration::from_millis(200));
-    let before = cpu_ticks_of_threads("rqidle");
-    thread::sleep(Duration::from_millis(1000));
-    let used = cpu_ticks_of_threads("rqidle") - before;
-    // A spinning worker would burn about 100 ticks a second; a parked one none.
-    assert!(used <= 5, "idle workers used {used} ticks in one second");
+    // Once past its spin window, a parked pool uses no CPU at all: look for
+    // a second in which the workers used (next to) none. A spinning worker
+    // would burn about 100 ticks in every such second and never pass; a
+    // slow machine only makes the first windows busy.
+    let start = Instant::now();
+    loop {
+        let before = cpu_ticks_of_threads("rqidle");
+        thread::sleep(Duration::from_millis(1000));
+        let used = cpu_ticks_of_threads("rqidle") - before;
+        if used <= 5 {
+            break;
+        }
+        assert!(
+            start.elapsed() < LIMIT * 3,
+            "idle workers kept using CPU ({used} ticks in the last second)"
+        );
+    }
 }
 
 // ---- Pinning ------------------------------------------------------------

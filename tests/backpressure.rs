@@ -13,7 +13,7 @@ use runq::{Pool, Status, SubmitError, Task, TaskError, WhenFull};
 
 mod common;
 
-use common::limit_10s::{occupy, wait, Gate, LIMIT};
+use common::limit_10s::{occupy, wait, wait_until, Gate, LIMIT};
 use common::scaled;
 
 fn bounded_pool(capacity: usize, policy: WhenFull) -> Pool {
@@ -215,6 +215,9 @@ fn a_blocked_submitter_gets_shut_down_when_the_pool_stops() {
         let pool = pool.clone();
         thread::spawn(move || done_tx.send(pool.shutdown_now()).unwrap());
     }
+    // The queue must stay full until shutdown_now has begun; only then may
+    // the blocker finish.
+    wait_until("shutdown_now to begin", || pool.is_shut_down());
     let outcome = rx.recv_timeout(Duration::from_millis(500));
     gate.open();
     let outcome = outcome

@@ -358,15 +358,22 @@ fn wait_timeout_zero_on_an_unfinished_task_hands_the_handle_back() {
 #[test]
 fn wait_timeout_with_the_largest_duration_does_not_overflow() {
     let pool = Pool::builder().workers(1).build().unwrap();
+    let gate = Gate::default();
+    let g = gate.clone();
     let h = pool
-        .submit(|| {
-            thread::sleep(Duration::from_millis(20));
+        .submit(move || {
+            g.wait();
             7
         })
         .unwrap();
+    // Unfinished until the gate opens: the wait computes its deadline from
+    // the largest duration and then has to sleep.
+    assert!(!h.is_finished());
+    let opener = thread::spawn(move || gate.open());
     let r = bounded("wait_timeout(Duration::MAX)", move || {
         h.wait_timeout(Duration::MAX).map_err(|_| "timed out")
     });
+    opener.join().unwrap();
     assert_eq!(r.unwrap().unwrap(), 7);
 }
 

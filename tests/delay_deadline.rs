@@ -144,7 +144,7 @@ fn expired_status_is_reported_and_stays() {
 fn task_started_in_time_is_unaffected_by_its_deadline() {
     let pool = pool(2);
     let h = pool
-        .submit_task(Task::new(|| 11).deadline(Duration::from_secs(10)))
+        .submit_task(Task::new(|| 11).deadline(Duration::from_secs(3600)))
         .unwrap();
     assert_eq!(finish(h).unwrap(), 11);
     assert_eq!(pool.shutdown().expired, 0);
@@ -209,7 +209,7 @@ fn deadline_counts_from_submission_not_from_the_end_of_a_delay() {
         .submit_task(
             Task::new(|| 1)
                 .delay(Duration::from_millis(30))
-                .deadline(Duration::from_secs(10)),
+                .deadline(Duration::from_secs(3600)),
         )
         .unwrap();
     assert_eq!(finish(h).unwrap(), 1);
@@ -300,18 +300,26 @@ fn pool_holding_only_delayed_and_retrying_tasks_stays_idle() {
         assert!(start.elapsed() < LIMIT, "the first attempt never ended");
         std::thread::sleep(Duration::from_millis(1));
     }
-    // Let spin windows pass, then measure a stretch of idleness.
-    std::thread::sleep(Duration::from_millis(100));
-    let Some(before) = cpu_ticks_of_threads("idlet-") else {
+    // Once the spin windows have passed the pool uses no CPU at all: look
+    // for a stretch of 600 ms in which its threads used (next to) none. A
+    // polling loop would use about 60 ticks per thread in every stretch and
+    // never pass; a slow machine only makes the first stretches busy.
+    if cpu_ticks_of_threads("idlet-").is_none() {
         return; // no /proc: nothing to measure here
-    };
-    std::thread::sleep(Duration::from_millis(600));
-    let used = cpu_ticks_of_threads("idlet-").unwrap() - before;
-    // A polling loop would use about 60 ticks per thread over 600ms.
-    assert!(
-        used <= 10,
-        "an idle pool used {used} clock ticks of CPU in 600ms"
-    );
+    }
+    let start = Instant::now();
+    loop {
+        let before = cpu_ticks_of_threads("idlet-").unwrap();
+        std::thread::sleep(Duration::from_millis(600));
+        let used = cpu_ticks_of_threads("idlet-").unwrap() - before;
+        if used <= 10 {
+            break;
+        }
+        assert!(
+            start.elapsed() < LIMIT,
+            "an idle pool kept using CPU ({used} ticks in the last 600ms)"
+        );
+    }
     assert!(delayed.cancel());
     assert!(retrying.cancel());
     pool.shutdown();

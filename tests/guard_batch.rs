@@ -3,8 +3,8 @@
 //! (every task admitted or none, and no task of a refused batch ever runs).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{mpsc, Arc};
-use std::time::Duration;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use runq::{Pool, SubmitError, Task, TaskError, WhenFull};
 
@@ -111,23 +111,26 @@ fn guard_sees_state_that_became_true_while_queued() {
 
 #[test]
 fn guard_of_a_delayed_task_runs_after_the_delay() {
+    // The guard notes when it is asked; a lower bound only, which no
+    // machine speed can break.
     let pool = pool(1);
-    let ready = Arc::new(AtomicBool::new(false));
-    let r = ready.clone();
+    let delay = Duration::from_millis(100);
+    let asked = Arc::new(Mutex::new(None));
+    let a = asked.clone();
     let tally = Tally::default();
+    let submitted = Instant::now();
     let h = pool
-        .submit_task(
-            tally
-                .task(4)
-                .delay(Duration::from_millis(100))
-                .guard(move || r.load(Ordering::SeqCst)),
-        )
+        .submit_task(tally.task(4).delay(delay).guard(move || {
+            *a.lock().unwrap() = Some(Instant::now());
+            true
+        }))
         .unwrap();
-    ready.store(true, Ordering::SeqCst);
-    assert_eq!(
-        finish(h).unwrap(),
-        4,
-        "guard evaluated before the delay ended"
+    assert_eq!(finish(h).unwrap(), 4);
+    let asked = asked.lock().unwrap().expect("the guard was asked");
+    assert!(
+        asked.duration_since(submitted) >= delay,
+        "guard evaluated {:?} after submission, before the delay of {delay:?}",
+        asked.duration_since(submitted)
     );
 }
 

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
@@ -432,17 +432,15 @@ fn handle_is_a_future_that_resolves_to_the_result() {
             5
         })
         .unwrap();
-    let woken = Arc::new(AtomicBool::new(false));
-    let releaser = {
-        let woken = woken.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(20));
-            woken.store(true, Ordering::SeqCst);
-            drop(release_tx);
-        })
-    };
+    // The task cannot finish before the release: the first poll is pending
+    // and registers the waker; the release then comes from another thread.
+    let mut h = h;
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    assert!(Pin::new(&mut h)
+        .poll(&mut Context::from_waker(&waker))
+        .is_pending());
+    let releaser = std::thread::spawn(move || drop(release_tx));
     assert_eq!(block_on(h).unwrap(), 5);
-    assert!(woken.load(Ordering::SeqCst));
     releaser.join().unwrap();
     let failing = pool.submit_task(Task::<u8>::fallible(|| Err("e"))).unwrap();
     assert!(matches!(

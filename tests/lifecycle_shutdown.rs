@@ -5,14 +5,14 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use runq::{Jitter, Pool, Retry, ShutdownReport, Status, SubmitError, Task, TaskError};
 
 mod common;
 
 use common::limit_30s::{finish, wait_until, TestPool, LIMIT};
-use common::{scaled, threads_named};
+use common::{scaled, threads_named, wait_threads_gone};
 
 fn pool(workers: usize, name: &str) -> TestPool {
     TestPool(
@@ -28,15 +28,7 @@ fn pool(workers: usize, name: &str) -> TestPool {
 /// Joined threads can linger in /proc for a moment after `join` returns.
 /// (Under Miri, which cannot read /proc, there is nothing to count.)
 fn assert_threads_gone(prefix: &str) {
-    let start = Instant::now();
-    while threads_named(prefix) != 0 {
-        assert!(
-            start.elapsed() < Duration::from_secs(2),
-            "{} threads named {prefix}* outlived shutdown",
-            threads_named(prefix)
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_threads_gone(prefix);
 }
 
 fn assert_balanced(report: &ShutdownReport) {
@@ -416,12 +408,15 @@ fn shutdown_now_lets_a_running_task_keep_its_own_failure() {
 fn last_pool_dropped_inside_a_task_still_drains_and_lets_every_thread_exit() {
     let tally = Tally::default();
     let (dropped_tx, dropped_rx) = mpsc::channel();
+    let (caller_dropped_tx, caller_dropped_rx) = mpsc::channel::<()>();
     {
         let pool = pool(2, "lsdin");
         let p = pool.clone();
         pool.spawn(move || {
             // Outlive the caller's handle, so this clone is the last one.
-            std::thread::sleep(Duration::from_millis(50));
+            caller_dropped_rx
+                .recv_timeout(LIMIT)
+                .expect("the caller's pool was dropped");
             drop(p);
             dropped_tx.send(()).unwrap();
         })
@@ -431,6 +426,7 @@ fn last_pool_dropped_inside_a_task_still_drains_and_lets_every_thread_exit() {
                 .unwrap();
         }
     }
+    caller_dropped_tx.send(()).unwrap();
     dropped_rx
         .recv_timeout(LIMIT)
         .expect("dropping the last pool on a worker hung");
@@ -440,13 +436,5 @@ fn last_pool_dropped_inside_a_task_still_drains_and_lets_every_thread_exit() {
         10,
         "dropping the last pool lost delayed tasks"
     );
-    let start = Instant::now();
-    while threads_named("lsdin-") != 0 {
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "{} pool threads outlived the last pool",
-            threads_named("lsdin-")
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_threads_gone("lsdin-");
 }

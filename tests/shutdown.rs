@@ -14,16 +14,46 @@ use runq::{Pool, ShutdownReport, Status, SubmitError, Task, TaskError};
 
 mod common;
 
-use common::limit_10s::{bounded, occupy, open_when_shut_down, wait, Gate, LIMIT};
-use common::scaled;
+use common::limit_10s::{bounded, occupy, open_when_shut_down, wait, wait_until, Gate, LIMIT};
+use common::{scaled, wait_threads_gone};
 
-/// Opens `gate` after `after`, from another thread.
-fn open_later(gate: &Gate, after: Duration) {
+/// Opens `gate` once the thread whose kernel id comes through `tid` sleeps:
+/// that thread does nothing but call a blocking drop, so once it sleeps the
+/// drop has begun. (Linux only; elsewhere, and under Miri, which cannot read
+/// /proc, the id is negative, the gate opens at once and the test checks
+/// less.)
+fn open_when_asleep(gate: &Gate, tid: mpsc::Receiver<i64>) {
     let gate = gate.clone();
     thread::spawn(move || {
-        thread::sleep(after);
+        let tid = tid.recv_timeout(LIMIT).unwrap_or(-1);
+        let stat = format!("/proc/self/task/{tid}/stat");
+        let start = Instant::now();
+        while tid >= 0 && start.elapsed() < LIMIT {
+            let Ok(text) = std::fs::read_to_string(&stat) else {
+                break;
+            };
+            // The state is the first field after the parenthesised name.
+            let state = text.rsplit_once(')').map(|(_, r)| r.trim_start());
+            if matches!(state.and_then(|r| r.chars().next()), Some('S' | 'D')) {
+                break;
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
         gate.open();
     });
+}
+
+/// This thread's kernel id, where /proc has a directory for it.
+fn this_tid() -> i64 {
+    #[cfg(all(target_os = "linux", not(miri)))]
+    {
+        // SAFETY: gettid has no preconditions.
+        i64::from(unsafe { libc::gettid() })
+    }
+    #[cfg(not(all(target_os = "linux", not(miri))))]
+    {
+        -1
+    }
 }
 
 fn counter_task(count: &Arc<AtomicUsize>) -> impl FnOnce() + Send + 'static {
@@ -37,19 +67,6 @@ fn adds_up(r: &ShutdownReport) -> bool {
     r.submitted == r.completed + r.failed + r.cancelled + r.expired
 }
 
-/// Names of this process's threads that start with `prefix` (Linux keeps a
-/// thread's name, cut to 15 bytes, in /proc/self/task/*/comm). Not under
-/// Miri, whose isolation forbids reading /proc: the thread counts are checked
-/// natively only.
-#[cfg(all(target_os = "linux", not(miri)))]
-fn live_threads(prefix: &str) -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
-        .filter(|name| name.starts_with(prefix))
-        .count()
-}
-
 #[test]
 fn shutdown_runs_everything_queued() {
     const TASKS: usize = scaled(50);
@@ -59,7 +76,7 @@ fn shutdown_runs_everything_queued() {
     for _ in 0..TASKS {
         pool.spawn(counter_task(&count)).unwrap();
     }
-    open_later(&gate, Duration::from_millis(50));
+    open_when_shut_down(&gate, &pool);
     let report = bounded("shutdown", move || pool.shutdown());
     assert_eq!(count.load(Ordering::SeqCst), TASKS);
     assert_eq!(report.submitted, TASKS as u64 + 1);
@@ -91,7 +108,12 @@ fn spawns_from_a_running_task_during_shutdown_run_or_are_refused() {
     let outer = pool
         .submit(move || {
             started_tx.send(()).unwrap();
-            thread::sleep(Duration::from_millis(50));
+            // Spawn only once shutdown has begun.
+            let start = Instant::now();
+            while !inner.is_shut_down() && start.elapsed() < LIMIT {
+                thread::sleep(Duration::from_millis(1));
+            }
+            assert!(inner.is_shut_down(), "shutdown never began");
             let mut accepted = 0;
             for _ in 0..10 {
                 match inner.spawn(counter_task(&c)) {
@@ -128,9 +150,12 @@ fn shutdown_now_cancels_queued_tasks_and_lets_running_ones_finish() {
         let pool = pool.clone();
         thread::spawn(move || tx.send(pool.shutdown_now()).unwrap());
     }
+    // The blocker finishes only once shutdown_now has begun, so the queued
+    // tasks are certain to be cancelled rather than run.
+    wait_until("shutdown_now to begin", || pool.is_shut_down());
     // shutdown_now waits for the running task; it is not interrupted.
     assert!(
-        rx.recv_timeout(Duration::from_millis(100)).is_err(),
+        rx.try_recv().is_err(),
         "shutdown_now returned while a task was still running"
     );
     assert_eq!(blocker.status(), Status::Running);
@@ -163,7 +188,7 @@ fn a_task_that_panics_while_shutdown_now_waits_resolves_panicked() {
         })
         .unwrap();
     started_rx.recv_timeout(LIMIT).unwrap();
-    open_later(&gate, Duration::from_millis(100));
+    open_when_shut_down(&gate, &pool);
     let report = bounded("shutdown_now", move || pool.shutdown_now());
     let outcome = wait(h);
     assert!(
@@ -192,8 +217,10 @@ fn shutdown_now_cancels_delayed_tasks_without_waiting_for_them() {
 #[test]
 fn dropping_the_last_pool_drains_like_shutdown() {
     const TASKS: usize = scaled(50);
+    // One worker, held by the blocker: every task stays queued until the
+    // drop has begun (the gate opens once the dropping thread sleeps).
     let pool = Pool::builder()
-        .workers(2)
+        .workers(1)
         .thread_name("rqdrain")
         .build()
         .unwrap();
@@ -202,8 +229,12 @@ fn dropping_the_last_pool_drains_like_shutdown() {
     let handles: Vec<_> = (0..TASKS)
         .map(|_| pool.submit(counter_task(&count)).unwrap())
         .collect();
-    open_later(&gate, Duration::from_millis(50));
-    bounded("drop of the last pool", move || drop(pool));
+    let (tid_tx, tid_rx) = mpsc::channel();
+    open_when_asleep(&gate, tid_rx);
+    bounded("drop of the last pool", move || {
+        tid_tx.send(this_tid()).unwrap();
+        drop(pool);
+    });
     assert_eq!(
         count.load(Ordering::SeqCst),
         TASKS,
@@ -212,8 +243,8 @@ fn dropping_the_last_pool_drains_like_shutdown() {
     for h in handles {
         assert_eq!(h.status(), Status::Succeeded);
     }
-    #[cfg(all(target_os = "linux", not(miri)))]
-    assert_eq!(live_threads("rqdrain-"), 0, "drop joined the workers");
+    // Joined threads can stay listed in /proc for a moment after `join`.
+    wait_threads_gone("rqdrain-");
 }
 
 #[test]
@@ -262,14 +293,7 @@ fn dropping_the_last_pool_on_a_worker_thread_does_not_hang() {
         assert!(start.elapsed() < LIMIT, "queued tasks were lost");
         thread::sleep(Duration::from_millis(1));
     }
-    #[cfg(all(target_os = "linux", not(miri)))]
-    {
-        let start = Instant::now();
-        while live_threads("rqself-") > 0 {
-            assert!(start.elapsed() < LIMIT, "workers outlived the pool");
-            thread::sleep(Duration::from_millis(5));
-        }
-    }
+    wait_threads_gone("rqself-");
 }
 
 #[test]

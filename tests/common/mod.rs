@@ -44,8 +44,20 @@ pub fn threads_named(prefix: &str) -> usize {
         .count()
 }
 
+/// Waits until no thread of this process has a name starting with `prefix`.
+/// A joined thread can stay listed in /proc for a moment after `join`
+/// returns, so a count taken right after a join or drop can see it.
+pub fn wait_threads_gone(prefix: &str) {
+    limit_30s::wait_until(&format!("threads named {prefix}* to exit"), || {
+        threads_named(prefix) == 0
+    });
+}
+
 /// Helpers for tests in which any single wait may take 10 seconds.
 pub mod limit_10s {
+    #[allow(unused_imports)]
+    pub use super::limit_30s::wait_until;
+
     use std::panic::{self, AssertUnwindSafe};
     use std::sync::{mpsc, Arc, Condvar, Mutex, Once};
     use std::thread;
