@@ -179,9 +179,9 @@ typedef struct runq_shutdown_report {
 
 /**
  * A snapshot of a pool's counters, filled by `runq_metrics`. Every field
- * counts since the pool was created, except the `queued_*`, `delayed` and
- * `in_flight` gauges. (Named apart from the function: C gives a typedef and
- * a function one namespace.)
+ * counts since the pool was created, except the `queued_*`, `delayed`,
+ * `in_flight` and `timer_entries` gauges. (Named apart from the function:
+ * C gives a typedef and a function one namespace.)
  */
 typedef struct runq_pool_metrics {
     /**
@@ -261,6 +261,18 @@ typedef struct runq_pool_metrics {
      * or without a callback.
      */
     uint64_t dead_lettered;
+    /**
+     * Panics caught while the pool dropped a task's values (its output
+     * with no handle left, the closure of a task that never ran, an error
+     * or panic payload); only Rust values can panic when dropped.
+     */
+    uint64_t drop_panics;
+    /**
+     * Entries the timer holds now: delays, retry backoffs and deadlines,
+     * including stale ones of tasks that ended, which are cleaned up in
+     * bulk (the heap stays within about twice its live entries).
+     */
+    uint64_t timer_entries;
 } runq_pool_metrics;
 
 /**

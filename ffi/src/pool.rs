@@ -92,9 +92,9 @@ pub struct runq_pool {
 }
 
 /// A snapshot of a pool's counters, filled by `runq_metrics`. Every field
-/// counts since the pool was created, except the `queued_*`, `delayed` and
-/// `in_flight` gauges. (Named apart from the function: C gives a typedef and
-/// a function one namespace.)
+/// counts since the pool was created, except the `queued_*`, `delayed`,
+/// `in_flight` and `timer_entries` gauges. (Named apart from the function:
+/// C gives a typedef and a function one namespace.)
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct runq_pool_metrics {
@@ -137,6 +137,14 @@ pub struct runq_pool_metrics {
     /// Tasks that failed for good (see `runq_dead_letter_fn`), counted with
     /// or without a callback.
     pub dead_lettered: u64,
+    /// Panics caught while the pool dropped a task's values (its output
+    /// with no handle left, the closure of a task that never ran, an error
+    /// or panic payload); only Rust values can panic when dropped.
+    pub drop_panics: u64,
+    /// Entries the timer holds now: delays, retry backoffs and deadlines,
+    /// including stale ones of tasks that ended, which are cleaned up in
+    /// bulk (the heap stays within about twice its live entries).
+    pub timer_entries: u64,
 }
 
 /// What a shutdown did. After a shutdown,
@@ -185,6 +193,8 @@ impl From<&Metrics> for runq_pool_metrics {
             delayed: m.delayed,
             in_flight: m.in_flight,
             dead_lettered: m.dead_lettered,
+            drop_panics: m.drop_panics,
+            timer_entries: m.timer_entries,
         }
     }
 }

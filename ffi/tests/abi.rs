@@ -767,3 +767,31 @@ fn the_prometheus_text_is_a_runq_string_freed_by_runq_string_free() {
     }
     free_pool(p);
 }
+
+#[test]
+fn metrics_report_timer_entries_and_drop_panics() {
+    let p = pool(1);
+    let calls = AtomicU32::new(0);
+    let arg = &calls as *const AtomicU32 as *mut c_void;
+    let mut o = opts();
+    o.delay_ns = 3600 * 1_000_000_000; // an hour: it stays in the timer
+    let h = submit(p, Some(count_and_echo), arg, &o);
+    let mut m = runq_pool_metrics::default();
+    // SAFETY: live pool, writable metrics.
+    assert_eq!(unsafe { runq_metrics(p, &mut m) }, RUNQ_OK);
+    assert_eq!(m.delayed, 1);
+    assert_eq!(m.timer_entries, 1, "the delay is one timer entry");
+    assert_eq!(
+        m.drop_panics, 0,
+        "a C task has no value that panics on drop"
+    );
+    // SAFETY: live handle.
+    assert_eq!(unsafe { runq_handle_cancel(h) }, RUNQ_CANCELLED);
+    free_handle(h);
+    let mut r = runq_shutdown_report::default();
+    // SAFETY: live pool, writable report.
+    assert_eq!(unsafe { runq_pool_shutdown(p, &mut r) }, RUNQ_OK);
+    assert_eq!(r.cancelled, 1);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    free_pool(p);
+}
