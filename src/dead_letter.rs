@@ -37,20 +37,36 @@ pub struct DeadLetter {
 
 /// The user's hook, shared by every clone of the builder and the pool.
 #[derive(Clone)]
-pub(crate) struct DeadLetterHook(Arc<dyn Fn(&DeadLetter) + Send + Sync + 'static>);
+pub(crate) struct DeadLetterHook(Arc<QuietHook>);
+
+/// The hook's closure, whose captures are user values: their destructor
+/// runs inside a catch when the last pool (or builder) clone lets go of
+/// it, so a panic there never unwinds out of the pool's drop.
+struct QuietHook(Option<Box<HookFn>>);
+
+type HookFn = dyn Fn(&DeadLetter) + Send + Sync + 'static;
+
+impl Drop for QuietHook {
+    fn drop(&mut self) {
+        crate::unwind::drop_uncounted(self.0.take());
+    }
+}
 
 impl DeadLetterHook {
     pub(crate) fn new(f: impl Fn(&DeadLetter) + Send + Sync + 'static) -> Self {
-        DeadLetterHook(Arc::new(f))
+        DeadLetterHook(Arc::new(QuietHook(Some(Box::new(f)))))
     }
 
     /// Calls the hook; false if it panicked (the panic is caught).
     pub(crate) fn call(&self, letter: &DeadLetter) -> bool {
-        match catch_unwind(AssertUnwindSafe(|| (self.0)(letter))) {
+        let Some(f) = &self.0 .0 else {
+            return true; // only while it is being dropped, when no one calls
+        };
+        match catch_unwind(AssertUnwindSafe(|| f(letter))) {
             Ok(()) => true,
             Err(payload) => {
-                // A payload whose destructor panics is leaked, not re-raised.
-                let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
+                // A payload whose destructor panics is caught and counted.
+                crate::unwind::drop_payload(payload);
                 false
             }
         }

@@ -75,6 +75,15 @@ pub(crate) fn drop_quietly<T>(value: T) {
     drop(Quiet::new(value));
 }
 
+/// Drops `value`, catching a panic of its destructor without counting it:
+/// for values that go with the pool itself (its dead-letter hook), whose
+/// metrics no one can read any more.
+pub(crate) fn drop_uncounted<T>(value: T) {
+    let outer = TALLY.with(|t| t.replace(Some(0)));
+    drop(Quiet::new(value));
+    TALLY.with(|t| t.set(outer));
+}
+
 /// How many payloads in a row [`drop_payload`] drops before it leaks the
 /// next one. A payload whose destructor panics leaves a new payload (in
 /// practice the `String` or `&str` of a `panic!` in a `Drop`, which drops

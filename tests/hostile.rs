@@ -136,6 +136,7 @@ on_1_and_2_workers!(
     waker_that_panics_when_woken_or_dropped,
     output_dropped_with_the_last_handle,
     join_helping_loop_runs_a_job_that_drops_a_bomb,
+    dead_letter_hook_whose_captures_panic_when_the_pool_drops_it,
 );
 
 fn output_dropped_by_the_worker_after_the_handle_is_gone(workers: usize) {
@@ -426,6 +427,44 @@ fn join_helping_loop_runs_a_job_that_drops_a_bomb(workers: usize) {
     assert_all_workers_alive(&pool);
     let (_report, m) = shut_down(pool);
     assert_eq!(drop_panics(&m), 2, "{m:?}");
+}
+
+/// The pool-level dead-letter hook goes with the pool: dropping the last
+/// clone (here on this thread, after the workers are joined) drops the
+/// hook's captures, whose panic must stay inside the pool's drop.
+fn dead_letter_hook_whose_captures_panic_when_the_pool_drops_it(workers: usize) {
+    quiet_intentional_panics();
+    let bombs = counter();
+    let bomb = Bomb(bombs.clone());
+    let letters = counter();
+    let l = letters.clone();
+    let pool = Pool::builder()
+        .workers(workers)
+        .pin_workers(false)
+        .on_dead_letter(move |_| {
+            let _keep = &bomb;
+            l.fetch_add(1, Ordering::SeqCst);
+        })
+        .build()
+        .expect("build pool");
+    let h = pool
+        .submit_task(Task::<u8>::fallible(|| Err("for good")))
+        .unwrap();
+    assert!(matches!(
+        wait(h),
+        Err(TaskError::Failed { attempts: 1, .. })
+    ));
+    // The hook runs before the task counts as finished; shutdown waits.
+    let (report, _) = shut_down(pool.clone());
+    assert_eq!(report.failed, 1);
+    assert_eq!(letters.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        bombs.load(Ordering::SeqCst),
+        0,
+        "the pool still holds its hook"
+    );
+    bounded("dropping the last pool", move || drop(pool));
+    assert_eq!(bombs.load(Ordering::SeqCst), 1, "the hook was dropped once");
 }
 
 /// Deadlines of finished tasks do not pile up in the timer: waves of
