@@ -38,6 +38,14 @@
 //! the state word's ADMITTED bit makes the release happen exactly once.
 //! Submissions from inside the pool take no permit and never block: a
 //! worker blocked on its own pool's capacity could deadlock it.
+//!
+//! A released permit wakes one blocked submitter, not all of them: one
+//! permit lets one single-task submitter in, and waking the rest would only
+//! send them back to sleep. A woken submitter that finds the permit taken
+//! (by a submission that did not have to wait) sleeps again until the next
+//! release, which wakes one again. Only while a batch waits for several
+//! permits does a release wake every waiter, so that the batch cannot
+//! swallow the one wake-up a single-task submitter behind it needed.
 
 use crate::sync::deque::{Injector, Steal, Stealer, Worker};
 use crossbeam_utils::CachePadded;
@@ -45,7 +53,7 @@ use crossbeam_utils::CachePadded;
 use super::sleep::EventCount;
 use super::JobRef;
 use crate::error::SubmitError;
-use crate::sync::{AtomicUsize, Ordering};
+use crate::sync::{fence, AtomicUsize, Ordering};
 
 /// High tasks a worker takes in a row before it gives a waiting Normal job a
 /// turn. Small enough that Normal work still flows under a High flood, large
@@ -121,6 +129,12 @@ pub(crate) struct Admission {
     capacity: usize,
     queued: CachePadded<AtomicUsize>,
     waiters: EventCount,
+    /// Blocked submissions that need more than one permit (batches).
+    batch_waiters: AtomicUsize,
+    /// Times a blocked submitter woke up (tests count the wake-ups one
+    /// release causes).
+    #[cfg(test)]
+    pub(crate) wakeups: AtomicUsize,
 }
 
 impl Admission {
@@ -129,6 +143,9 @@ impl Admission {
             capacity: capacity.unwrap_or(usize::MAX),
             queued: CachePadded::new(AtomicUsize::new(0)),
             waiters: EventCount::new(),
+            batch_waiters: AtomicUsize::new(0),
+            #[cfg(test)]
+            wakeups: AtomicUsize::new(0),
         }
     }
 
@@ -166,28 +183,50 @@ impl Admission {
             if !block {
                 return Err(SubmitError::Full);
             }
+            // A batch announces itself before it re-checks the room, so a
+            // release that could not see it has made room it then sees.
+            if n > 1 {
+                self.batch_waiters.fetch_add(1, Ordering::SeqCst);
+            }
             let key = self.waiters.prepare();
-            if closed() {
+            let outcome = if closed() {
                 self.waiters.cancel();
-                return Err(SubmitError::ShutDown);
-            }
-            if self.queued.load(Ordering::SeqCst) + n <= self.capacity {
+                Some(Err(SubmitError::ShutDown))
+            } else if self.queued.load(Ordering::SeqCst) + n <= self.capacity {
                 self.waiters.cancel();
-                continue;
+                None
+            } else {
+                self.waiters.park(key);
+                #[cfg(test)]
+                self.wakeups.fetch_add(1, Ordering::SeqCst);
+                None
+            };
+            if n > 1 {
+                self.batch_waiters.fetch_sub(1, Ordering::SeqCst);
             }
-            self.waiters.park(key);
+            if let Some(e) = outcome {
+                return e;
+            }
         }
     }
 
-    /// Returns `n` permits and wakes blocked submitters.
+    /// Returns `n` permits and wakes as many blocked submitters (all of
+    /// them while a batch waits; see the module docs).
     pub(crate) fn release(&self, n: usize) {
         if !self.is_bounded() {
             return;
         }
         self.queued.fetch_sub(n, Ordering::SeqCst);
-        // Every waiter re-checks: a batch waiting for several permits must
-        // not swallow the only wake a single-task submitter needed.
-        self.waiters.notify_all();
+        fence(Ordering::SeqCst);
+        if self.batch_waiters.load(Ordering::SeqCst) > 0 {
+            self.waiters.notify_all();
+            return;
+        }
+        for _ in 0..n {
+            if !self.waiters.notify_one_fenced() {
+                break;
+            }
+        }
     }
 
     /// Wakes every blocked submitter (shutdown).
@@ -195,3 +234,7 @@ impl Admission {
         self.waiters.notify_all();
     }
 }
+
+#[cfg(all(test, target_os = "linux", not(miri), not(loom)))]
+#[path = "lanes_tests.rs"]
+mod tests;
