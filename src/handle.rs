@@ -96,6 +96,12 @@ impl<T: Send + 'static> Handle<T> {
     /// Like [`wait`](Self::wait), but gives the handle back if the task is
     /// not resolved within `timeout`.
     ///
+    /// On one of the pool's own workers it runs other queued jobs while it
+    /// waits, as `wait` does, and looks at the clock before taking each
+    /// one: it takes none once `timeout` has passed, but a job it took
+    /// before runs to its end, so the call can return late by the run time
+    /// of that one job (never by more than one).
+    ///
     /// ```
     /// use runq::Pool;
     /// use std::time::Duration;

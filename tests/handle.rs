@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
@@ -447,4 +447,54 @@ fn handle_is_a_future_that_resolves_to_the_result() {
         block_on(failing),
         Err(TaskError::Failed { attempts: 1, .. })
     ));
+}
+
+#[test]
+fn wait_timeout_on_a_worker_helps_but_takes_no_job_after_its_timeout() {
+    // Worker 0 is held; on the other worker a task queues twenty jobs of at
+    // least 5 ms each on its own deque and waits 20 ms for the held task.
+    // The waiter helps by running those jobs, and it looks at the clock
+    // before each: the k-th job it takes begins at least 5k ms after the
+    // first one, which began after the call, so at most four (k = 0..=3)
+    // can be taken before the timeout however slow the machine. A waiter
+    // that did not look between jobs would run all twenty first.
+    const JOBS: usize = 20;
+    let pool = pool(2);
+    let (held, release) = occupy_worker(&pool);
+    let held_id = held.id();
+    let p = pool.clone();
+    let waiter = pool
+        .submit(move || {
+            let returned = Arc::new(AtomicBool::new(false));
+            let helped = Arc::new(AtomicUsize::new(0));
+            let jobs: Vec<_> = (0..JOBS)
+                .map(|_| {
+                    let (returned, helped) = (returned.clone(), helped.clone());
+                    p.submit(move || {
+                        if !returned.load(Ordering::SeqCst) {
+                            helped.fetch_add(1, Ordering::SeqCst);
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    })
+                    .unwrap()
+                })
+                .collect();
+            let back = held.wait_timeout(Duration::from_millis(20));
+            returned.store(true, Ordering::SeqCst);
+            for j in jobs {
+                finish(j).unwrap();
+            }
+            (back.map(|_| ()), helped.load(Ordering::SeqCst))
+        })
+        .unwrap();
+    let (back, helped) = finish(waiter).unwrap();
+    let held = back.expect_err("the held task cannot have finished");
+    assert_eq!(held.id(), held_id, "the same handle came back");
+    assert!(!held.is_finished());
+    assert!(
+        helped <= 4,
+        "the waiter ran {helped} jobs of 5 ms in a 20 ms timeout"
+    );
+    drop(release);
+    finish(held).unwrap();
 }
