@@ -19,6 +19,9 @@ use crate::task::Priority;
 /// A snapshot of a pool's counters. All counts are since the pool was built.
 ///
 /// Once a pool is shut down, `submitted == completed + failed + cancelled + expired`.
+/// While it runs, each counter is read at its own moment (a snapshot is not
+/// one instant of the pool); every count only grows, and `in_flight` is
+/// `submitted` minus the four terminal counts of the same snapshot.
 ///
 /// [`Metrics::to_prometheus`] writes it in the Prometheus text format.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -69,7 +72,10 @@ pub struct Metrics {
     /// including stale ones of tasks that ended, which are cleaned up in
     /// bulk (the heap stays within about twice its live entries).
     pub timer_entries: u64,
-    /// Tasks accepted and not yet in a terminal state.
+    /// Tasks accepted and not yet in a terminal state: `submitted` minus
+    /// the four terminal counts of this snapshot. A submitter still blocked
+    /// on capacity and a `join` or `scope` called from outside the pool are
+    /// not tasks and do not count.
     pub in_flight: u64,
     /// Tasks handed to the dead-letter hook (or that would have been, had
     /// one been set): see [`Builder::on_dead_letter`](crate::Builder::on_dead_letter).

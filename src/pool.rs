@@ -552,17 +552,30 @@ fn metrics(shared: &Shared) -> Metrics {
             shared.lanes.low.len(),
         ],
     };
+    // The terminal counts first, then the accepted one: a task's
+    // acceptance is counted before it can end, and the terminal counters
+    // are read with SeqCst (acquire) loads, so every task seen ended is
+    // also seen accepted and `in_flight` below cannot go negative. It
+    // counts accepted tasks only: a submitter still blocked on capacity
+    // and a `join` or `scope` from outside are in the scheduler's flow
+    // count (which `shutdown` waits on) but are not tasks.
+    let completed = s.sum(Event::Completed);
+    let failed = s.sum(Event::Failed);
+    let cancelled = s.sum(Event::Cancelled);
+    let expired = s.sum(Event::Expired);
+    let submitted = s.sum(Event::Accepted);
+    let in_flight = submitted.saturating_sub(completed + failed + cancelled + expired);
     Metrics {
         pool: shared.name.clone(),
         workers: shared.workers as u64,
         pinned_workers: shared.pinned.load(crate::sync::Ordering::Relaxed) as u64,
-        submitted: s.sum(Event::Accepted),
-        completed: s.sum(Event::Completed),
-        failed: s.sum(Event::Failed),
+        submitted,
+        completed,
+        failed,
         panicked: s.sum(Event::Panicked),
         retried: s.sum(Event::Retried),
-        cancelled: s.sum(Event::Cancelled),
-        expired: s.sum(Event::Expired),
+        cancelled,
+        expired,
         callback_panics: s.sum(Event::CallbackPanic),
         drop_panics: s.sum(Event::DropPanic),
         stolen: s.sum(Event::Stolen),
@@ -573,7 +586,7 @@ fn metrics(shared: &Shared) -> Metrics {
         queued_low: queued_low as u64,
         delayed: shared.timer.pending(),
         timer_entries: shared.timer.entries(),
-        in_flight: shared.in_flight(),
+        in_flight,
         dead_lettered: s.sum(Event::DeadLettered),
         queue_wait_high: s.histogram(Latency::WaitHigh),
         queue_wait_normal: s.histogram(Latency::WaitNormal),

@@ -875,3 +875,51 @@ fn more_workers_than_cores_still_run() {
     let sum: usize = hs.into_iter().map(|h| wait(h).unwrap()).sum();
     assert_eq!(sum, tasks * (tasks - 1) / 2);
 }
+
+#[test]
+fn in_flight_counts_accepted_tasks_only() {
+    // An outside `join` in progress and a submitter blocked on capacity
+    // are not tasks: in a quiet moment `in_flight` is exactly the accepted
+    // tasks not yet terminal, `submitted - completed - failed - cancelled
+    // - expired`.
+    let pool = Pool::builder()
+        .workers(1)
+        .capacity(1)
+        .when_full(WhenFull::Block)
+        .build()
+        .unwrap();
+    let gate = Gate::default();
+    let (started_tx, started_rx) = mpsc::channel();
+    let joiner = {
+        let (pool, gate) = (pool.clone(), gate.clone());
+        thread::spawn(move || {
+            pool.join(
+                move || {
+                    started_tx.send(()).unwrap();
+                    gate.wait();
+                },
+                || (),
+            )
+        })
+    };
+    started_rx.recv_timeout(LIMIT).unwrap();
+    let m = pool.metrics();
+    assert_eq!((m.submitted, m.in_flight), (0, 0), "{m:?}");
+    // The join holds the only worker: one task queued takes the only
+    // permit, and a second submitter blocks.
+    let queued = pool.submit(|| 1).unwrap();
+    let blocked = {
+        let pool = pool.clone();
+        thread::spawn(move || pool.submit(|| 2).unwrap())
+    };
+    let m = pool.metrics();
+    assert_eq!((m.submitted, m.in_flight), (1, 1), "{m:?}");
+    gate.open();
+    joiner.join().unwrap();
+    let second = blocked.join().unwrap();
+    assert_eq!(wait(queued).unwrap() + wait(second).unwrap(), 3);
+    let report = pool.shutdown();
+    assert_eq!((report.submitted, report.completed), (2, 2), "{report:?}");
+    let m = pool.metrics();
+    assert_eq!(m.in_flight, 0, "{m:?}");
+}

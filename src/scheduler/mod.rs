@@ -274,13 +274,6 @@ impl Shared {
         self.stats.sum(Event::Submitted).wrapping_sub(done) == 0
     }
 
-    /// Tasks accepted and not yet terminal (a moment's estimate).
-    pub(crate) fn in_flight(&self) -> u64 {
-        let done = self.stats.terminal();
-        let submitted = self.stats.sum(Event::Submitted);
-        submitted.saturating_sub(done)
-    }
-
     /// The pool is closed and nothing is in flight: wake everyone who waits
     /// for that (workers, the timer, blocked submitters).
     pub(crate) fn on_finished(&self) {
