@@ -104,7 +104,10 @@
 //! recycled 128-byte blocks, so a closure with up to 104 bytes of captures
 //! is free; a larger one is boxed (one allocation). A task with a handle
 //! ([`Pool::submit`], [`Pool::submit_task`]) costs one heap allocation
-//! (closure, header and result slot together). The only shared atomic a
+//! (closure, header and result slot together), and each option adds its
+//! own: one for a delay, deadline, callback, guard or retry policy, two
+//! for a name, three for a key (the README's table, checked by
+//! `tests/alloc_counts.rs`). The only shared atomic a
 //! spawn from a task pays is one locked add on its own thread's counter:
 //! the spawned task goes into its worker's "next task" slot, with no queue
 //! operation and no wake-up. From outside the pool, a spawn adds a queue

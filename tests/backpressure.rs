@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use runq::{Pool, Status, SubmitError, Task, TaskError, WhenFull};
+use runq::{Pool, Retry, Status, SubmitError, Task, TaskError, WhenFull};
 
 mod common;
 
@@ -424,4 +424,34 @@ fn inside_submissions_go_through_while_the_outside_queue_is_full() {
     g1.open();
     wait(b1).unwrap();
     wait(queued).unwrap();
+}
+
+/// Capacity bounds the outside submissions that have not started yet. A
+/// task that has run once and waits for its retry holds no capacity, and
+/// its retry takes none when it is queued again.
+#[test]
+fn a_task_waiting_for_a_retry_holds_no_capacity() {
+    let pool = bounded_pool(1, WhenFull::Reject);
+    let retrying = pool
+        .submit_task(
+            Task::<()>::fallible(|| Err("again")).retry(Retry::fixed(2, Duration::from_secs(3600))),
+        )
+        .unwrap();
+    wait_until("the first attempt to fail", || {
+        retrying.status() == Status::Retrying
+    });
+    // The blocker started, so it gave its permit back; the queued task
+    // takes the only one, which the retrying task would have held.
+    let (gate, blocker) = occupy(&pool);
+    let queued = pool.submit(|| 7).unwrap();
+    assert_eq!(
+        pool.submit(|| 8).unwrap_err(),
+        SubmitError::Full,
+        "the capacity of one is still enforced"
+    );
+    assert!(retrying.cancel());
+    assert!(matches!(wait(retrying), Err(TaskError::Cancelled)));
+    gate.open();
+    wait(blocker).unwrap();
+    assert_eq!(wait(queued).unwrap(), 7);
 }

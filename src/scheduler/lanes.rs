@@ -24,11 +24,12 @@
 //! Ordering: tasks submitted from outside the pool at one priority are taken
 //! from their injector in FIFO order, one at a time (never moved in batches
 //! into a worker's LIFO deque), so on a one-worker pool they also *start* in
-//! submission order. With N workers, they start in
-//! submission order up to the N-way parallelism of the pool (a later task can
-//! start while an earlier one, taken first by another worker, has not yet
-//! begun). Work spawned from inside a task goes to that worker's LIFO deque
-//! and has no order guarantee.
+//! submission order. With N workers they are taken in submission order but
+//! not necessarily started in it: a worker that took an earlier task can be
+//! descheduled before the task begins while the others take and run later
+//! ones, so no count of later tasks that may start first holds. Work
+//! spawned from inside a task goes to that worker's LIFO deque and has no
+//! order guarantee.
 //!
 //! # Admission
 //!
