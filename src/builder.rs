@@ -1,6 +1,7 @@
 //! [`Builder`]: every knob of a pool, validated once in [`Builder::build`].
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use crate::sync::deque::Worker;
 
@@ -11,16 +12,24 @@ use crate::latch::CountLatch;
 use crate::manual::{Driven, ManualDriver};
 use crate::metrics::Stats;
 use crate::pool::Pool;
+use crate::scheduler::elastic::Crew;
 use crate::scheduler::lanes::{Admission, Lanes};
 use crate::scheduler::sleep::EventCount;
-use crate::scheduler::worker::run_worker;
 use crate::scheduler::{JobRef, Lifecycle, Shared};
 use crate::sync::{thread, Arc, AtomicUsize, Mutex};
 use crate::timer::Timer;
 
-/// The largest accepted `workers(n)`. Far above any core count runq is
-/// meant for; a larger value is almost certainly a bug in the caller.
+/// The largest accepted `workers(n)` and `max_workers(n)`. Far above any
+/// core count runq is meant for; a larger value is almost certainly a bug in
+/// the caller.
 pub const MAX_WORKERS: usize = 512;
+
+/// The default [`Builder::keep_alive`]: long enough that a pool seeing a
+/// burst every few seconds keeps its threads instead of starting and
+/// retiring one per burst (tokio's blocking pool and Java's
+/// `ThreadPoolExecutor` examples use 10 s and 60 s), short enough that an
+/// idle service gives its threads back within seconds.
+pub(crate) const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(10);
 
 /// What a submission from outside the pool does when the queue is at capacity.
 ///
@@ -86,6 +95,8 @@ pub enum WhenFull {
 #[derive(Debug, Clone)]
 pub struct Builder {
     workers: Option<usize>,
+    max_workers: Option<usize>,
+    keep_alive: Duration,
     pin: bool,
     capacity: Option<usize>,
     when_full: WhenFull,
@@ -105,6 +116,8 @@ impl Builder {
     pub fn new() -> Builder {
         Builder {
             workers: None,
+            max_workers: None,
+            keep_alive: DEFAULT_KEEP_ALIVE,
             pin: cfg!(target_os = "linux"),
             capacity: None,
             when_full: WhenFull::Block,
@@ -118,6 +131,46 @@ impl Builder {
     /// than [`MAX_WORKERS`], is a [`BuildError`].
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = Some(n);
+        self
+    }
+
+    /// The most worker threads the pool may run (default: [`workers`](Self::workers),
+    /// a fixed-size pool). Above `workers` the pool is *elastic*: `workers`
+    /// threads always run, and the pool starts more, up to `n`, when work
+    /// waits and no worker is free to take it, or while tasks block in
+    /// [`block_in_place`](crate::block_in_place); a worker above the floor
+    /// retires after [`keep_alive`](Self::keep_alive) without work. Below
+    /// `workers` is [`BuildError::MaxBelowWorkers`] (with `workers` unset
+    /// the floor is the core count); above [`MAX_WORKERS`] is
+    /// [`BuildError::TooManyWorkers`]. Inline and manual pools check it and
+    /// otherwise ignore it. The README's "Elastic workers" says when it
+    /// pays and what it costs.
+    ///
+    /// ```
+    /// use runq::Pool;
+    /// use std::time::Duration;
+    /// let pool = Pool::builder()
+    ///     .workers(1)
+    ///     .max_workers(4)
+    ///     .keep_alive(Duration::from_secs(2))
+    ///     .build()?;
+    /// assert_eq!(pool.workers(), 1); // the floor
+    /// assert_eq!(pool.metrics().live_workers, 1);
+    /// # Ok::<(), runq::BuildError>(())
+    /// ```
+    pub fn max_workers(mut self, n: usize) -> Self {
+        self.max_workers = Some(n);
+        self
+    }
+
+    /// How long a worker above the floor of an elastic pool stays without
+    /// work before it retires (default 10 s). Zero: it retires as soon as it
+    /// runs out of work (after its short spin), so the pool never idles
+    /// above its floor, at the price of a thread start per burst. Ignored
+    /// by a fixed-size pool, which never retires a worker, and by inline
+    /// and manual pools.
+    pub fn keep_alive(mut self, d: Duration) -> Self {
+        self.keep_alive = d;
         self
     }
 
@@ -237,21 +290,27 @@ impl Builder {
             return Err(BuildError::InlineAndManual);
         }
         self.validate()?;
-        let pool = Pool::from_shared(self.shared(&[], Some(Driven::new(false))));
+        let pool = Pool::from_shared(self.shared(0, 0, Some(Driven::new(false))));
         Ok((pool.clone(), ManualDriver::new(pool)))
     }
 
-    /// Every setting checked; the number of workers.
-    fn validate(&self) -> Result<usize, BuildError> {
+    /// Every setting checked; the floor and the ceiling of workers.
+    fn validate(&self) -> Result<(usize, usize), BuildError> {
         let n = self.workers.unwrap_or_else(|| num_cpus::get().max(1));
         if n == 0 {
             return Err(BuildError::ZeroWorkers);
         }
-        if n > MAX_WORKERS {
-            return Err(BuildError::TooManyWorkers {
-                requested: n,
-                max: MAX_WORKERS,
-            });
+        let max = self.max_workers.unwrap_or(n);
+        for requested in [n, max] {
+            if requested > MAX_WORKERS {
+                return Err(BuildError::TooManyWorkers {
+                    requested,
+                    max: MAX_WORKERS,
+                });
+            }
+        }
+        if max < n {
+            return Err(BuildError::MaxBelowWorkers { workers: n, max });
         }
         if self.capacity == Some(0) {
             return Err(BuildError::ZeroCapacity);
@@ -259,31 +318,43 @@ impl Builder {
         if self.thread_name.contains('\0') {
             return Err(BuildError::InvalidThreadName(self.thread_name.clone()));
         }
-        Ok(n)
+        Ok((n, max))
     }
 
-    /// The state a pool shares: with a worker deque per entry of `locals`,
-    /// or with no worker and the `driven` executor.
-    fn shared(&self, locals: &[Worker<JobRef>], driven: Option<Driven>) -> Arc<Shared> {
-        let n = locals.len();
+    /// The state a pool shares: with `floor` workers always running and a
+    /// slot (deque, counters) for each of `max`, or with no worker and the
+    /// `driven` executor (pass 0 and 0).
+    fn shared(&self, floor: usize, max: usize, driven: Option<Driven>) -> Arc<Shared> {
+        let locals: Vec<Worker<JobRef>> = (0..max).map(|_| Worker::new_lifo()).collect();
+        let cores = if self.pin && max > 0 && !cfg!(loom) {
+            core_affinity::get_core_ids().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         let clock = if driven.is_some() {
             Clock::virtual_clock()
         } else {
             Clock::real()
         };
         Arc::new(Shared {
-            lanes: Lanes::new(locals),
+            lanes: Lanes::new(&locals, floor),
             sleep: EventCount::new(),
             searching: crossbeam_utils::CachePadded::new(AtomicUsize::new(0)),
-            stats: Stats::new(n),
+            stats: Stats::new(max),
             admission: Admission::new(self.capacity),
             lifecycle: Lifecycle::new(),
             timer: Timer::new(),
             clock,
             driven,
             keys: Mutex::new(HashSet::new()),
-            threads: Mutex::new(Vec::with_capacity(n + 1)),
-            workers: n,
+            crew: Crew::new(
+                locals,
+                floor,
+                self.keep_alive,
+                cores,
+                self.thread_name.clone(),
+            ),
+            workers: floor,
             pinned: AtomicUsize::new(0),
             when_full: self.when_full,
             name: self.thread_name.clone(),
@@ -294,28 +365,18 @@ impl Builder {
     /// Starts the workers. Returns once every worker is running. (With
     /// [`inline`](Self::inline): builds an inline pool, which has none.)
     pub fn build(self) -> Result<Pool, BuildError> {
-        let n = self.validate()?;
+        let (n, max) = self.validate()?;
         if self.inline {
-            return Ok(Pool::from_shared(self.shared(&[], Some(Driven::new(true)))));
+            return Ok(Pool::from_shared(self.shared(
+                0,
+                0,
+                Some(Driven::new(true)),
+            )));
         }
-        let locals: Vec<Worker<JobRef>> = (0..n).map(|_| Worker::new_lifo()).collect();
-        let shared = self.shared(&locals, None);
-        let cores = if self.pin && !cfg!(loom) {
-            core_affinity::get_core_ids().unwrap_or_default()
-        } else {
-            Vec::new()
-        };
+        let shared = self.shared(n, max, None);
         let started = Arc::new(CountLatch::new(n));
-        let mut handles = Vec::with_capacity(n + 1);
-        for (i, local) in locals.into_iter().enumerate() {
-            let (s, st, core) = (shared.clone(), started.clone(), cores.get(i).copied());
-            let spawned = thread::Builder::new()
-                .name(format!("{}-{i}", self.thread_name))
-                .spawn(move || run_worker(s, i, local, core, st));
-            match spawned {
-                Ok(h) => handles.push(h),
-                Err(e) => return Err(abandon(&shared, handles, e)),
-            }
+        if let Err(e) = shared.crew.start_floor(&shared, n, &started) {
+            return Err(abandon(&shared, e));
         }
         #[cfg(not(loom))]
         {
@@ -324,11 +385,10 @@ impl Builder {
                 .name(format!("{}-timer", self.thread_name))
                 .spawn(move || crate::timer::run_timer(s));
             match spawned {
-                Ok(h) => handles.push(h),
-                Err(e) => return Err(abandon(&shared, handles, e)),
+                Ok(h) => shared.crew.adopt(h),
+                Err(e) => return Err(abandon(&shared, e)),
             }
         }
-        *shared.threads.lock() = handles;
         if waits_for_start() {
             started.latch.wait_blocking();
         }
@@ -350,11 +410,10 @@ fn waits_for_start() -> bool {
 std::thread_local!(pub(crate) static WAIT_FOR_START: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
 
 /// A thread failed to start: stop the ones that did and report the error.
-fn abandon(shared: &Shared, handles: Vec<thread::JoinHandle<()>>, e: std::io::Error) -> BuildError {
+fn abandon(shared: &Shared, e: std::io::Error) -> BuildError {
     shared.lifecycle.close();
+    drop(shared.crew.close());
     shared.on_finished();
-    for h in handles {
-        let _ = h.join();
-    }
+    shared.crew.join_all();
     BuildError::Spawn(e)
 }

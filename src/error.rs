@@ -22,6 +22,14 @@ pub enum BuildError {
         /// The largest accepted value.
         max: usize,
     },
+    /// `max_workers` below `workers` (with `workers` unset, below the
+    /// core count): the ceiling must be at least the floor.
+    MaxBelowWorkers {
+        /// The floor: `workers`.
+        workers: usize,
+        /// The ceiling asked for.
+        max: usize,
+    },
     /// `capacity(0)`: no task could ever be admitted.
     ZeroCapacity,
     /// `thread_name` contains a NUL byte, which no OS thread name may hold.
@@ -44,6 +52,10 @@ impl fmt::Display for BuildError {
                     "{requested} workers requested, at most {max} are allowed"
                 )
             }
+            BuildError::MaxBelowWorkers { workers, max } => write!(
+                f,
+                "max_workers {max} is below workers {workers}: the ceiling must be at least the floor"
+            ),
             BuildError::ZeroCapacity => f.write_str("capacity must be at least 1"),
             BuildError::InvalidThreadName(name) => {
                 write!(f, "thread name {name:?} contains a NUL byte")

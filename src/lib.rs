@@ -158,6 +158,7 @@ pub use manual::ManualDriver;
 pub use metrics::{Metrics, ShutdownReport};
 pub use pool::Pool;
 pub use retry::{Jitter, Retry};
+pub use scheduler::elastic::block_in_place;
 pub use scope::Scope;
 pub use task::{is_cancelled, Priority, Status, Task, TaskId};
 
@@ -194,5 +195,11 @@ pub mod __loom {
     /// three-thread rendezvous to every model, so one model checks it alone.
     pub fn wait_for_start(on: bool) {
         crate::builder::WAIT_FOR_START.with(|s| s.set(on));
+    }
+
+    /// Threads of `pool` not joined yet, and starts between reserving a
+    /// slot and recording their thread: both 0 once a shutdown returned.
+    pub fn unjoined(pool: &crate::Pool) -> usize {
+        pool.shared().crew.unjoined()
     }
 }

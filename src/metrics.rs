@@ -29,9 +29,22 @@ pub struct Metrics {
     /// The pool's name: its [`thread_name`](crate::Builder::thread_name)
     /// prefix (default `runq`); the `pool` label in the Prometheus text.
     pub pool: String,
-    /// Worker threads in the pool.
+    /// The pool's floor: worker threads that always run
+    /// ([`Builder::workers`](crate::Builder::workers)).
     pub workers: u64,
-    /// Workers that were pinned to a core.
+    /// Worker threads running now, blocked ones included: `workers` on a
+    /// fixed-size pool, between `workers` and `max_workers` on an elastic
+    /// one. Workers that exit at shutdown are not taken off (so a snapshot
+    /// after shutdown shows the pool's last size, as `workers` does).
+    pub live_workers: u64,
+    /// The most worker threads that ran at once.
+    pub peak_workers: u64,
+    /// Worker threads started, the floor's included.
+    pub workers_started: u64,
+    /// Worker threads that retired after their keep-alive without work
+    /// (not counting those that exited at shutdown).
+    pub workers_retired: u64,
+    /// Workers pinned to a core (a retired worker no longer counts).
     pub pinned_workers: u64,
     /// Tasks accepted (`spawn`, `submit`, `submit_task`, batch members).
     pub submitted: u64,
@@ -207,7 +220,7 @@ impl Counters {
     }
 }
 
-/// All counter blocks of a pool: one per worker, then [`OUTSIDE_STRIPES`]
+/// All counter blocks of a pool: one per worker slot (see `elastic`), then [`OUTSIDE_STRIPES`]
 /// shared by the threads outside the pool.
 #[derive(Debug)]
 pub(crate) struct Stats {

@@ -77,7 +77,10 @@ impl Pool {
         &self.inner.shared
     }
 
-    /// Number of worker threads.
+    /// Number of worker threads that always run: the floor set by
+    /// [`Builder::workers`]. (An elastic pool may run more, up to
+    /// [`Builder::max_workers`]; [`Metrics::live_workers`] says how many
+    /// run now.)
     pub fn workers(&self) -> usize {
         self.shared().workers
     }
@@ -565,9 +568,14 @@ fn metrics(shared: &Shared) -> Metrics {
     let expired = s.sum(Event::Expired);
     let submitted = s.sum(Event::Accepted);
     let in_flight = submitted.saturating_sub(completed + failed + cancelled + expired);
+    let census = shared.crew.census();
     Metrics {
         pool: shared.name.clone(),
         workers: shared.workers as u64,
+        live_workers: census.live,
+        peak_workers: census.peak,
+        workers_started: census.started,
+        workers_retired: census.retired,
         pinned_workers: shared.pinned.load(crate::sync::Ordering::Relaxed) as u64,
         submitted,
         completed,
@@ -621,15 +629,11 @@ fn shutdown(shared: &Shared, now: bool) -> ShutdownReport {
         }
         None => WorkerThread::current_of(shared).is_none() && !crate::task::in_task(),
     };
+    // No worker starts from now on (see `elastic`); joining includes any
+    // that started or retired meanwhile.
+    drop(shared.crew.close());
     if joined {
-        let me = crate::sync::thread::current().id();
-        let mut threads = shared.threads.lock();
-        for h in threads.drain(..) {
-            if h.thread().id() == me {
-                continue; // the timer thread, inside a callback: cannot join itself
-            }
-            let _ = h.join();
-        }
+        shared.crew.join_all();
     }
     let m = metrics(shared);
     // `submitted` is counted where tasks are accepted, independently of

@@ -100,8 +100,8 @@ const FAMILIES: &[Family] = &[
     Family {
         name: "runq_workers",
         kind: Kind::Gauge,
-        help: "Worker threads in the pool.",
-        samples: |m| vec![(None, Value::Int(m.workers))],
+        help: "Worker threads running now (an elastic pool's changes).",
+        samples: |m| vec![(None, Value::Int(m.live_workers))],
     },
     Family {
         name: "runq_tasks_in_flight",

@@ -76,22 +76,50 @@ pub(crate) struct Lanes {
     pub(crate) high: Injector<JobRef>,
     pub(crate) normal: Injector<JobRef>,
     pub(crate) low: Injector<JobRef>,
-    pub(crate) stealers: Box<[Stealer<JobRef>]>,
+    /// One stealer per worker slot (see `elastic`), live or vacant.
+    stealers: Box<[Stealer<JobRef>]>,
+    /// An elastic pool's slots ever used (the lowest are taken first): the
+    /// stealers past it were never live, so searches skip them. `None` for
+    /// a fixed-size pool, where every slot is live.
+    span: Option<CachePadded<AtomicUsize>>,
 }
 
 impl Lanes {
-    pub(crate) fn new(locals: &[Worker<JobRef>]) -> Lanes {
+    /// Lanes with a stealer per deque of `locals`, the first `floor` of
+    /// them live from the start.
+    pub(crate) fn new(locals: &[Worker<JobRef>], floor: usize) -> Lanes {
         Lanes {
             high: Injector::new(),
             normal: Injector::new(),
             low: Injector::new(),
             stealers: locals.iter().map(Worker::stealer).collect(),
+            span: (locals.len() > floor).then(|| CachePadded::new(AtomicUsize::new(floor))),
+        }
+    }
+
+    /// The stealers of the slots that may hold work. A vacant slot's deque
+    /// is empty (its last worker handed its work off), and a slot beyond
+    /// the span was never used; a stale span only delays a steal, never
+    /// strands a job, since every worker drains its own deque before it
+    /// parks.
+    #[inline]
+    pub(crate) fn live_stealers(&self) -> &[Stealer<JobRef>] {
+        match &self.span {
+            None => &self.stealers,
+            Some(span) => &self.stealers[..span.load(Ordering::Relaxed)],
+        }
+    }
+
+    /// Slot `index` is about to go live.
+    pub(crate) fn widen(&self, index: usize) {
+        if let Some(span) = &self.span {
+            span.fetch_max(index + 1, Ordering::Relaxed);
         }
     }
 
     /// Jobs waiting in the Normal lane (injector and all deques).
     pub(crate) fn normal_len(&self) -> usize {
-        self.normal.len() + self.stealers.iter().map(Stealer::len).sum::<usize>()
+        self.normal.len() + self.live_stealers().iter().map(Stealer::len).sum::<usize>()
     }
 
     /// Is any lane visibly non-empty?
@@ -99,7 +127,7 @@ impl Lanes {
         !self.high.is_empty()
             || !self.normal.is_empty()
             || !self.low.is_empty()
-            || self.stealers.iter().any(|s| !s.is_empty())
+            || self.live_stealers().iter().any(|s| !s.is_empty())
     }
 }
 

@@ -46,6 +46,7 @@
 //! `close`'s RMW then reads from it and synchronises with it, which gives
 //! the same edge.
 
+pub(crate) mod elastic;
 pub(crate) mod lanes;
 pub(crate) mod sleep;
 pub(crate) mod worker;
@@ -62,9 +63,10 @@ use crate::clock::Clock;
 use crate::dead_letter::{DeadLetter, DeadLetterHook};
 use crate::manual::Driven;
 use crate::metrics::{Counters, Event, Stats};
-use crate::sync::{fence, thread, AtomicBool, AtomicUsize, Mutex, Ordering};
+use crate::sync::{fence, AtomicBool, AtomicUsize, Mutex, Ordering};
 use crate::task::{Job, Priority};
 use crate::timer::Timer;
+use elastic::Crew;
 use lanes::{Admission, Lanes};
 use sleep::EventCount;
 use worker::WorkerThread;
@@ -98,7 +100,9 @@ pub(crate) struct Shared {
     /// a pool with workers.
     pub(crate) driven: Option<Driven>,
     pub(crate) keys: Mutex<HashSet<String>>,
-    pub(crate) threads: Mutex<Vec<thread::JoinHandle<()>>>,
+    /// The worker threads, their slots, and the elastic rule.
+    pub(crate) crew: Crew,
+    /// The floor: workers that always run.
     pub(crate) workers: usize,
     pub(crate) pinned: AtomicUsize,
     pub(crate) when_full: WhenFull,
@@ -145,7 +149,9 @@ impl Shared {
     /// Wakes one sleeping worker, unless a worker is searching (it will
     /// find the new work, or pass the wake on when it stops searching; see
     /// `WorkerThread::main_loop`) or every sleeper already has a wake-up in
-    /// flight (see the sleep module).
+    /// flight (see the sleep module). With nobody searching or parked, an
+    /// elastic pool may start a worker (the growth signal, see `elastic`);
+    /// a fixed-size pool only tests an immutable field on that branch.
     #[inline]
     pub(crate) fn notify_one(&self) {
         fence(Ordering::SeqCst);
@@ -154,6 +160,8 @@ impl Shared {
         }
         if self.sleep.notify_one_fenced() {
             self.stats_here().add(Event::Wake, 1);
+        } else if self.crew.elastic.is_some() && self.sleep.is_empty() {
+            self.crew.grow();
         }
     }
 

@@ -190,6 +190,13 @@ impl EventCount {
         sleepers(w) > pending(w)
     }
 
+    /// Whether no thread is between `prepare` and the end of its wait
+    /// (for an elastic pool's growth signal: nobody parked to wake).
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        sleepers(self.state.load(Ordering::SeqCst)) == 0
+    }
+
     /// Wakes every sleeper, if any announced itself. Returns whether a
     /// wake was sent.
     pub(crate) fn notify_all(&self) -> bool {

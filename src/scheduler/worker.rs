@@ -8,6 +8,7 @@ use std::time::Instant;
 use crate::sync::deque::{Steal, Worker};
 use crossbeam_utils::Backoff;
 
+use super::elastic::Slot;
 use super::lanes::{take, HIGH_BURST, LIFO_BURST, LOW_EVERY};
 use super::{random_u64, JobRef, Shared};
 use crate::latch::{CountLatch, Latch, Probe};
@@ -49,7 +50,8 @@ impl WorkerThread {
         let p = CURRENT.with(Cell::get);
         // SAFETY: `run_worker` points CURRENT at a `WorkerThread` on its own
         // stack for exactly as long as the worker loop runs, and clears it
-        // before that value is dropped. Only this thread reads it, and crate
+        // before that value is dropped (`reattach`, the only other writer,
+        // restores that same pointer from inside the loop). Only this thread reads it, and crate
         // code uses the reference within the call that obtained it.
         unsafe { p.as_ref() }
     }
@@ -58,6 +60,35 @@ impl WorkerThread {
     #[inline]
     pub(crate) fn current_of<'a>(shared: &Shared) -> Option<&'a WorkerThread> {
         Self::current().filter(|w| std::ptr::eq(&*w.shared, shared))
+    }
+
+    /// Moves this worker's queued work (its "next task" slot and its
+    /// deque) to the Normal injector, where any worker takes it. Returns
+    /// whether anything moved. (Before it blocks or retires: see `elastic`.)
+    pub(crate) fn hand_off(&self) -> bool {
+        let normal = &self.shared.lanes.normal;
+        let mut moved = false;
+        if let Some(job) = self.next.take() {
+            normal.push(job);
+            moved = true;
+        }
+        while let Some(job) = self.local.pop() {
+            normal.push(job);
+            moved = true;
+        }
+        moved
+    }
+
+    /// The thread stops counting as this pool's worker (for the length of
+    /// a `block_in_place`): `current` returns `None` until [`reattach`](Self::reattach).
+    pub(crate) fn detach(&self) {
+        CURRENT.with(|c| c.set(std::ptr::null()));
+    }
+
+    /// Undoes [`detach`](Self::detach), on the same thread, while the
+    /// worker loop that owns `self` still runs.
+    pub(crate) fn reattach(&self) {
+        CURRENT.with(|c| c.set(self));
     }
 
     #[inline]
@@ -166,7 +197,7 @@ impl WorkerThread {
     }
 
     fn steal_from_others(&self) -> Option<JobRef> {
-        let stealers = &self.shared.lanes.stealers;
+        let stealers = self.shared.lanes.live_stealers();
         let n = stealers.len();
         if n <= 1 {
             return None;
@@ -261,16 +292,36 @@ impl WorkerThread {
         None
     }
 
-    fn main_loop(&self) {
+    /// The worker's life. `fresh`: an elastic pool started it, and it
+    /// lets the next start go after its first search (see `elastic`).
+    /// Returns true if the worker retired (false: the pool finished).
+    fn main_loop(&self, fresh: bool) -> bool {
         let shared = &*self.shared;
         let mut woken = false;
+        if fresh {
+            // A started worker lets the next start go once it has looked
+            // for work, then ramps up like a woken one.
+            let found = self.find_work();
+            shared.crew.started_one();
+            if let Some(job) = found {
+                if shared.lanes.has_work() {
+                    shared.notify_one();
+                }
+                self.execute(job);
+            }
+        }
+        // Since when this worker found no work (elastic pools only).
+        let mut idle_since: Option<Instant> = None;
         loop {
             if let Some(job) = self.find_work() {
                 if woken && shared.lanes.has_work() {
-                    // Ramp up: a woken worker that sees more work wakes the next.
+                    // Ramp up: a woken worker that sees more work wakes the
+                    // next (or, on an elastic pool with nobody to wake,
+                    // starts one).
                     shared.notify_one();
                 }
                 woken = false;
+                idle_since = None;
                 self.execute(job);
                 continue;
             }
@@ -284,6 +335,7 @@ impl WorkerThread {
                     shared.notify_one();
                 }
                 woken = false;
+                idle_since = None;
                 self.execute(job);
                 continue;
             }
@@ -296,15 +348,35 @@ impl WorkerThread {
                     shared.notify_one();
                 }
                 woken = false;
+                idle_since = None;
                 self.execute(job);
                 continue;
             }
             if shared.is_finished() {
                 shared.sleep.cancel();
-                return;
+                return false;
+            }
+            // An elastic pool above its floor: retire after `keep_alive`
+            // without work (the protocol is in the `elastic` module docs).
+            let mut until = None;
+            if let Some(keep_alive) = shared.crew.keep_alive() {
+                if shared.crew.above_floor() {
+                    let since = *idle_since.get_or_insert_with(Instant::now);
+                    until = since.checked_add(keep_alive);
+                    if until.is_some_and(|d| Instant::now() >= d) {
+                        until = None;
+                        if shared.crew.leave_live() {
+                            shared.sleep.cancel();
+                            return true;
+                        }
+                    }
+                }
             }
             shared.stats.block(Some(self.index)).add(Event::Park, 1);
-            shared.sleep.park(key);
+            match until {
+                None => shared.sleep.park(key),
+                Some(d) => shared.sleep.park_until(key, d),
+            }
             woken = true;
         }
     }
@@ -479,22 +551,22 @@ impl<F: FnOnce() -> R + Send, R: Send> StackJob<F, R> {
     }
 }
 
-/// The body of a worker thread.
+/// The body of a worker thread, in `slot`. `started` counts the floor's
+/// starts down; `fresh`: started by an elastic pool's growth rule.
 pub(crate) fn run_worker(
     shared: Arc<Shared>,
-    index: usize,
-    local: Worker<JobRef>,
+    slot: Slot,
     core: Option<core_affinity::CoreId>,
-    started: Arc<CountLatch>,
+    started: Option<Arc<CountLatch>>,
+    fresh: bool,
 ) {
-    if let Some(core) = core {
-        if pin(core) {
-            shared.pinned.fetch_add(1, crate::sync::Ordering::Relaxed);
-        }
+    let pinned = core.is_some_and(pin);
+    if pinned {
+        shared.pinned.fetch_add(1, Ordering::Relaxed);
     }
     let worker = WorkerThread {
-        index,
-        local,
+        index: slot.index,
+        local: slot.local,
         shared,
         high_streak: Cell::new(0),
         ticks: Cell::new(0),
@@ -504,10 +576,32 @@ pub(crate) fn run_worker(
     };
     CURRENT.with(|c| c.set(&worker));
     crate::stamp::enter_worker();
-    started.done_one(&worker.shared);
-    drop(started);
-    worker.main_loop();
+    if let Some(started) = started {
+        started.done_one(&worker.shared);
+    }
+    let retired = worker.main_loop(fresh);
     CURRENT.with(|c| c.set(std::ptr::null()));
+    // Nothing stays behind in a vacant slot (an idle worker's queues are
+    // empty already; this is the rule, not a rescue).
+    worker.hand_off();
+    if retired && pinned {
+        worker.shared.pinned.fetch_sub(1, Ordering::Relaxed);
+    }
+    let WorkerThread {
+        index,
+        local,
+        shared,
+        ..
+    } = worker;
+    shared.crew.vacate(Slot { index, local });
+    if retired {
+        // Step (5) of retiring (`elastic` module docs): look again, behind
+        // a fence, and pass on a wake-up this worker may have absorbed.
+        fence(Ordering::SeqCst);
+        if shared.lanes.has_work() {
+            shared.notify_one();
+        }
+    }
 }
 
 #[cfg(not(loom))]

@@ -28,6 +28,7 @@ mod imp {
         fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering,
     };
     pub(crate) use std::sync::Arc;
+    pub(crate) use std::sync::{Mutex as LockImpl, MutexGuard as LockGuard};
     pub(crate) use std::thread;
     pub(crate) use std::thread_local;
 
@@ -67,6 +68,7 @@ mod imp {
         fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering,
     };
     pub(crate) use loom::sync::Arc;
+    pub(crate) use loom::sync::{Mutex as LockImpl, MutexGuard as LockGuard};
     pub(crate) use loom::thread;
     pub(crate) use loom::thread_local;
 
@@ -122,6 +124,22 @@ impl<T> Mutex<T> {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A mutex that loom models (std's outside loom), for a lock held around
+/// loom operations: the crew's registry clones the pool's `Arc` and records
+/// thread handles under it (see `scheduler/elastic.rs`). Ignores poisoning
+/// like [`Mutex`].
+pub(crate) struct Lock<T>(imp::LockImpl<T>);
+
+impl<T> Lock<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Lock(imp::LockImpl::new(value))
+    }
+
+    pub(crate) fn lock(&self) -> imp::LockGuard<'_, T> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
