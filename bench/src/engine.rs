@@ -11,6 +11,12 @@ use std::thread::{self, JoinHandle};
 
 use runq::{Priority, Task};
 
+/// The elastic runq engine's keep-alive: shorter than the bursty
+/// workload's idle gaps, so that its pool goes back to its floor between
+/// bursts (the library's default, 10 s, would keep every thread through a
+/// benchmark run).
+pub const ELASTIC_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// A boxed closure, what the channel pools carry.
 pub type Job = Box<dyn FnOnce() + Send>;
 
@@ -23,6 +29,12 @@ pub enum EngineKind {
     /// The same with `pin_workers(false)`: the OS places the workers, as it
     /// does every peer's threads.
     RunqUnpinned,
+    /// An elastic runq pool: one worker always, up to twice `workers` (the
+    /// thread ceiling of the tokio runtime below: `workers` plus as many
+    /// blocking threads), a keep-alive of [`ELASTIC_KEEP_ALIVE`]; its
+    /// blocking tasks call `runq::block_in_place`. Only in the blocking and
+    /// bursty workloads.
+    RunqElastic,
     /// `rayon::ThreadPool::spawn`; fork-join through `rayon::join`/`scope`.
     Rayon,
     /// A tokio multi-thread runtime, `Handle::spawn` of an `async move { f() }`.
@@ -38,7 +50,19 @@ pub enum EngineKind {
 
 impl EngineKind {
     /// Every engine, runq first.
-    pub const ALL: [EngineKind; 7] = [
+    pub const ALL: [EngineKind; 8] = [
+        EngineKind::Runq,
+        EngineKind::RunqUnpinned,
+        EngineKind::RunqElastic,
+        EngineKind::Rayon,
+        EngineKind::Tokio,
+        EngineKind::TokioBlocking,
+        EngineKind::Crossbeam,
+        EngineKind::Mpsc,
+    ];
+
+    /// The engines of the task-spawning workloads: all but the elastic pool.
+    pub const SPAWNING: [EngineKind; 7] = [
         EngineKind::Runq,
         EngineKind::RunqUnpinned,
         EngineKind::Rayon,
@@ -46,6 +70,18 @@ impl EngineKind {
         EngineKind::TokioBlocking,
         EngineKind::Crossbeam,
         EngineKind::Mpsc,
+    ];
+
+    /// The engines of the workloads where some tasks block: runq fixed and
+    /// elastic, rayon, tokio (whose blocking share goes to `spawn_blocking`)
+    /// and a channel pool.
+    pub const BLOCKING: [EngineKind; 6] = [
+        EngineKind::Runq,
+        EngineKind::RunqUnpinned,
+        EngineKind::RunqElastic,
+        EngineKind::Rayon,
+        EngineKind::Tokio,
+        EngineKind::Crossbeam,
     ];
 
     /// The engines with a fork-join API: runq and rayon.
@@ -60,6 +96,7 @@ impl EngineKind {
         match self {
             EngineKind::Runq => "runq",
             EngineKind::RunqUnpinned => "runq-unpinned",
+            EngineKind::RunqElastic => "runq-elastic",
             EngineKind::Rayon => "rayon",
             EngineKind::Tokio => "tokio",
             EngineKind::TokioBlocking => "tokio-blocking",
@@ -84,7 +121,8 @@ impl fmt::Display for EngineKind {
 /// inside the pool.
 #[derive(Clone)]
 pub enum Spawner {
-    /// runq; the flag says whether its workers are unpinned.
+    /// runq; the flag says whether its workers are unpinned. (The elastic
+    /// pool is a runq pool too: the difference is in how it was built.)
     Runq(runq::Pool, bool),
     /// rayon.
     Rayon(Arc<rayon::ThreadPool>),
@@ -108,6 +146,21 @@ impl Spawner {
             Spawner::TokioBlocking(handle) => drop(handle.spawn_blocking(f)),
             Spawner::Crossbeam(tx) => tx.send(Box::new(f)).expect("crossbeam pool is running"),
             Spawner::Mpsc(tx) => tx.send(Box::new(f)).expect("mpsc pool is running"),
+        }
+    }
+
+    /// Runs `f`, which blocks (sleeps, waits on I/O), the way each engine
+    /// is meant to be told: runq wraps it in `runq::block_in_place` (a
+    /// stand-in worker on an elastic pool, a plain call on a fixed one),
+    /// tokio sends it to `spawn_blocking`; the others have nothing to say it
+    /// with and run it as any task.
+    pub fn spawn_blocking<F: FnOnce() + Send + 'static>(&self, f: F) {
+        match self {
+            Spawner::Runq(pool, _) => pool
+                .spawn(move || runq::block_in_place(f))
+                .expect("runq accepts work while running"),
+            Spawner::Tokio(handle) => drop(handle.spawn_blocking(f)),
+            other => other.spawn(f),
         }
     }
 
@@ -176,13 +229,19 @@ impl Engine {
     pub fn new(kind: EngineKind, workers: usize) -> Engine {
         assert!(workers > 0, "an engine needs at least one worker");
         let (spawner, keep) = match kind {
-            EngineKind::Runq | EngineKind::RunqUnpinned => {
+            EngineKind::Runq | EngineKind::RunqUnpinned | EngineKind::RunqElastic => {
                 let unpinned = kind == EngineKind::RunqUnpinned;
                 let mut builder = runq::Pool::builder()
                     .workers(workers)
                     .thread_name("runq-bench");
                 if unpinned {
                     builder = builder.pin_workers(false);
+                }
+                if kind == EngineKind::RunqElastic {
+                    builder = builder
+                        .workers(1)
+                        .max_workers(2 * workers)
+                        .keep_alive(ELASTIC_KEEP_ALIVE);
                 }
                 let pool = builder.build().expect("runq pool");
                 (Spawner::Runq(pool, unpinned), Keep::Nothing)

@@ -26,6 +26,7 @@ fn colour(engine: EngineKind) -> RGBColor {
     match engine {
         EngineKind::Runq => RGBColor(214, 39, 40),
         EngineKind::RunqUnpinned => RGBColor(140, 20, 30),
+        EngineKind::RunqElastic => RGBColor(247, 129, 191),
         EngineKind::Rayon => RGBColor(31, 119, 180),
         EngineKind::Tokio => RGBColor(44, 160, 44),
         EngineKind::TokioBlocking => RGBColor(23, 190, 207),

@@ -131,6 +131,7 @@ impl WorkloadResult {
             Metric::Latency => "lowest p50",
             Metric::CpuShare => "least CPU",
             Metric::Allocations => "fewest allocations",
+            Metric::ThreadSeconds => "fewest thread-seconds",
         };
         let Some((best, best_value)) = self.best() else {
             return "verdict: no engine produced a measurement".to_string();
@@ -264,6 +265,7 @@ fn head(metric: Metric) -> &'static str {
         Metric::Latency => "p50",
         Metric::CpuShare => "CPU/wall",
         Metric::Allocations => "allocs/task",
+        Metric::ThreadSeconds => "thread-s",
     }
 }
 
@@ -273,6 +275,7 @@ pub fn show(metric: Metric, v: f64) -> String {
         Metric::Time | Metric::Latency => seconds(v),
         Metric::CpuShare => format!("{:.2}%", v * 100.0),
         Metric::Allocations => format!("{v:.2}"),
+        Metric::ThreadSeconds => format!("{v:.3}"),
     }
 }
 

@@ -187,7 +187,7 @@ fn the_suite_lists_every_workload_once_and_remote_spawn_per_submitter_count() {
     unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), names.len());
-    assert_eq!(names.len(), 6 + 3 + 3 + 4);
+    assert_eq!(names.len(), 6 + 3 + 3 + 4 + 3);
     for k in ["remote_spawn/1", "remote_spawn/2", "remote_spawn/4"] {
         assert!(names.iter().any(|n| n == k), "{k} missing");
     }
@@ -225,4 +225,27 @@ fn runq_unpinned_pins_no_worker_and_runq_pins_as_the_default_pool_does() {
     );
     assert_eq!(format!("{:?}", unpinned.spawner()), "Spawner(RunqUnpinned)");
     assert_eq!(format!("{:?}", pinned.spawner()), "Spawner(Runq)");
+}
+
+#[test]
+fn blocking_mix_runs_every_task_on_every_engine_that_compares_it() {
+    let outcomes = assert_work(Workload::BlockingMix, Size::tiny().mix_tasks);
+    assert_timed(&outcomes);
+    assert!(outcomes.iter().any(|(k, _)| *k == EngineKind::RunqElastic));
+}
+
+#[test]
+fn bursty_runs_every_burst_and_measures_time_and_thread_seconds() {
+    let size = Size::tiny();
+    assert_timed(&assert_work(
+        Workload::Bursty,
+        size.bursts * size.burst_tasks,
+    ));
+    for (kind, o) in assert_work(Workload::BurstyThreads, size.bursts * size.burst_tasks) {
+        assert!(
+            o.value.is_finite() && o.value >= 0.0,
+            "{kind}: thread-seconds, got {}",
+            o.value
+        );
+    }
 }

@@ -6,6 +6,7 @@
 //! and what the tasks report happened. A run whose counts differ is a
 //! broken adapter, never a number.
 
+mod blocking;
 mod cost;
 mod fork;
 mod latency;
@@ -66,6 +67,17 @@ pub struct Size {
     /// How long spawn_many_remote_busy waits before it calls the remote
     /// tasks starved and stops the busy ones.
     pub stall_limit: Duration,
+    /// Tasks in blocking_mix.
+    pub mix_tasks: u64,
+    /// Every this many tasks of blocking_mix and bursty, one blocks (sleeps
+    /// 1 ms); the others spin for `work`.
+    pub block_every: u64,
+    /// Bursts in bursty.
+    pub bursts: u64,
+    /// Tasks per burst.
+    pub burst_tasks: u64,
+    /// Idle time after each burst.
+    pub burst_gap: Duration,
 }
 
 impl Size {
@@ -93,6 +105,11 @@ impl Size {
             idle_tick: Duration::from_millis(1),
             alloc_tasks: 10_000,
             stall_limit: Duration::from_secs(1),
+            mix_tasks: 2_000,
+            block_every: 5,
+            bursts: 4,
+            burst_tasks: 500,
+            burst_gap: Duration::from_millis(60),
         }
     }
 
@@ -120,6 +137,11 @@ impl Size {
             idle_tick: Duration::from_millis(1),
             alloc_tasks: 100_000,
             stall_limit: Duration::from_secs(5),
+            mix_tasks: 20_000,
+            block_every: 5,
+            bursts: 10,
+            burst_tasks: 2_000,
+            burst_gap: Duration::from_millis(100),
         }
     }
 
@@ -147,6 +169,11 @@ impl Size {
             idle_tick: Duration::from_millis(1),
             alloc_tasks: 100,
             stall_limit: Duration::from_millis(300),
+            mix_tasks: 20,
+            block_every: 5,
+            bursts: 2,
+            burst_tasks: 10,
+            burst_gap: Duration::from_millis(5),
         }
     }
 }
@@ -162,6 +189,8 @@ pub enum Metric {
     CpuShare,
     /// Heap allocations per task.
     Allocations,
+    /// Threads alive integrated over the run (thread-seconds).
+    ThreadSeconds,
 }
 
 impl Metric {
@@ -171,6 +200,7 @@ impl Metric {
             Metric::Time | Metric::Latency => "s",
             Metric::CpuShare => "cpu-s/s",
             Metric::Allocations => "allocs/task",
+            Metric::ThreadSeconds => "thread-s",
         }
     }
 }
@@ -206,6 +236,12 @@ pub enum Workload {
     IdleCost,
     /// Heap allocations per task.
     AllocPerTask,
+    /// CPU tasks with a share of blocking ones.
+    BlockingMix,
+    /// Bursts of the blocking mix with idle gaps: completion time.
+    Bursty,
+    /// The same: thread-seconds over the run, gaps included.
+    BurstyThreads,
 }
 
 impl Workload {
@@ -228,6 +264,9 @@ impl Workload {
             Workload::LatencyUnderLoad,
             Workload::IdleCost,
             Workload::AllocPerTask,
+            Workload::BlockingMix,
+            Workload::Bursty,
+            Workload::BurstyThreads,
         ]);
         all
     }
@@ -257,6 +296,9 @@ impl Workload {
             Workload::LatencyUnderLoad => "latency_under_load",
             Workload::IdleCost => "idle_cost",
             Workload::AllocPerTask => "alloc_per_task",
+            Workload::BlockingMix => "blocking_mix",
+            Workload::Bursty => "bursty",
+            Workload::BurstyThreads => "bursty_threads",
         }
     }
 
@@ -325,6 +367,24 @@ impl Workload {
                 "heap allocations per task over {} empty tasks (counting global allocator)",
                 n(size.alloc_tasks)
             ),
+            Workload::BlockingMix => format!(
+                "{} tasks from outside, one in {} sleeps 1 ms (block_in_place / spawn_blocking), \
+                 the rest spin {:?}; time until all ran",
+                n(size.mix_tasks),
+                size.block_every,
+                size.work
+            ),
+            Workload::Bursty => format!(
+                "{} bursts of {} tasks (the blocking_mix share), {:?} idle after each; \
+                 the bursts' completion times summed",
+                n(size.bursts),
+                n(size.burst_tasks),
+                size.burst_gap
+            ),
+            Workload::BurstyThreads => "the bursty run's footprint: engine threads alive \
+                                         integrated over the run, gaps included \
+                                         (thread-seconds, sampled every 1 ms)"
+                .to_owned(),
         }
     }
 
@@ -334,6 +394,7 @@ impl Workload {
             Workload::WakeLatency | Workload::LatencyUnderLoad => Metric::Latency,
             Workload::IdleCost => Metric::CpuShare,
             Workload::AllocPerTask => Metric::Allocations,
+            Workload::BurstyThreads => Metric::ThreadSeconds,
             _ => Metric::Time,
         }
     }
@@ -342,7 +403,10 @@ impl Workload {
     pub fn engines(self) -> &'static [EngineKind] {
         match self {
             Workload::Fib | Workload::NQueens | Workload::Uts => &EngineKind::FORK_JOIN,
-            _ => &EngineKind::ALL,
+            Workload::BlockingMix | Workload::Bursty | Workload::BurstyThreads => {
+                &EngineKind::BLOCKING
+            }
+            _ => &EngineKind::SPAWNING,
         }
     }
 
@@ -376,6 +440,9 @@ impl Workload {
             Workload::LatencyUnderLoad => latency::under_load(engine, size),
             Workload::IdleCost => cost::idle(engine, size.idle_window, size.idle_tick),
             Workload::AllocPerTask => cost::allocations(engine, size.alloc_tasks),
+            Workload::BlockingMix => blocking::blocking_mix(engine, size),
+            Workload::Bursty => blocking::bursty(engine, size, blocking::Bursty::Time),
+            Workload::BurstyThreads => blocking::bursty(engine, size, blocking::Bursty::Footprint),
         }
     }
 }
