@@ -54,6 +54,8 @@ fn spawn_cost(c: &mut Criterion) {
         thread_name: std::ptr::null(),
         dead_letter: None,
         dead_letter_user: std::ptr::null_mut(),
+        max_workers: 0,
+        keep_alive_ms: 10_000,
     };
     // SAFETY: a valid config and a writable out pointer.
     assert_eq!(

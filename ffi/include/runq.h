@@ -135,6 +135,21 @@ typedef struct runq_config {
      * until the pool is shut down.
      */
     void *dead_letter_user;
+    /**
+     * The most worker threads the pool may run, `workers` to
+     * `RUNQ_MAX_WORKERS`; 0 means `workers` (a fixed-size pool, the
+     * default). Above `workers` the pool is elastic: it starts threads
+     * when work waits and none is free, and a thread above `workers`
+     * retires after `keep_alive_ms` without work. Below `workers` is
+     * `RUNQ_INVALID_ARGUMENT`.
+     */
+    uint32_t max_workers;
+    /**
+     * How long, in milliseconds, a worker above `workers` stays without
+     * work before it retires (default 10000); 0: it retires as soon as it
+     * runs out of work. Ignored by a fixed-size pool.
+     */
+    uint64_t keep_alive_ms;
 } runq_config;
 
 /**
@@ -273,6 +288,23 @@ typedef struct runq_pool_metrics {
      * bulk (the heap stays within about twice its live entries).
      */
     uint64_t timer_entries;
+    /**
+     * Worker threads running now (`workers` on a fixed-size pool, up to
+     * `max_workers` on an elastic one).
+     */
+    uint64_t live_workers;
+    /**
+     * The most worker threads that ran at once.
+     */
+    uint64_t peak_workers;
+    /**
+     * Worker threads started, the first `workers` included.
+     */
+    uint64_t workers_started;
+    /**
+     * Worker threads that retired after `keep_alive_ms` without work.
+     */
+    uint64_t workers_retired;
 } runq_pool_metrics;
 
 /**
@@ -519,7 +551,8 @@ const char *runq_status_str(runq_status status);
 
 /**
  * Fills `*config` with the defaults: one worker per core, pinned on Linux,
- * no capacity limit, `RUNQ_WHEN_FULL_BLOCK`, thread names `"runq-<i>"`.
+ * no capacity limit, `RUNQ_WHEN_FULL_BLOCK`, thread names `"runq-<i>"`,
+ * a fixed size (`max_workers` 0) and a keep-alive of 10 s.
  *
  * `config`: borrowed, written only; must not be NULL.
  *

@@ -18,6 +18,9 @@ pub const RUNQ_WHEN_FULL_REJECT: runq_when_full = 1;
 /// when the call returns.
 pub const RUNQ_WHEN_FULL_RUN_IN_CALLER: runq_when_full = 2;
 
+/// `runq_config_default`'s keep-alive: the Rust builder's default, 10 s.
+const DEFAULT_KEEP_ALIVE_MS: u64 = 10_000;
+
 /// The largest number of workers a pool may have.
 pub const RUNQ_MAX_WORKERS: u32 = 512;
 const _: () = assert!(RUNQ_MAX_WORKERS as usize == runq::MAX_WORKERS);
@@ -78,6 +81,17 @@ pub struct runq_config {
     /// valid, and be usable from any thread (also from several at once),
     /// until the pool is shut down.
     pub dead_letter_user: *mut c_void,
+    /// The most worker threads the pool may run, `workers` to
+    /// `RUNQ_MAX_WORKERS`; 0 means `workers` (a fixed-size pool, the
+    /// default). Above `workers` the pool is elastic: it starts threads
+    /// when work waits and none is free, and a thread above `workers`
+    /// retires after `keep_alive_ms` without work. Below `workers` is
+    /// `RUNQ_INVALID_ARGUMENT`.
+    pub max_workers: u32,
+    /// How long, in milliseconds, a worker above `workers` stays without
+    /// work before it retires (default 10000); 0: it retires as soon as it
+    /// runs out of work. Ignored by a fixed-size pool.
+    pub keep_alive_ms: u64,
 }
 
 /// A pool of worker threads. Opaque: create it with `runq_pool_new`, free
@@ -145,6 +159,15 @@ pub struct runq_pool_metrics {
     /// including stale ones of tasks that ended, which are cleaned up in
     /// bulk (the heap stays within about twice its live entries).
     pub timer_entries: u64,
+    /// Worker threads running now (`workers` on a fixed-size pool, up to
+    /// `max_workers` on an elastic one).
+    pub live_workers: u64,
+    /// The most worker threads that ran at once.
+    pub peak_workers: u64,
+    /// Worker threads started, the first `workers` included.
+    pub workers_started: u64,
+    /// Worker threads that retired after `keep_alive_ms` without work.
+    pub workers_retired: u64,
 }
 
 /// What a shutdown did. After a shutdown,
@@ -195,6 +218,10 @@ impl From<&Metrics> for runq_pool_metrics {
             dead_lettered: m.dead_lettered,
             drop_panics: m.drop_panics,
             timer_entries: m.timer_entries,
+            live_workers: m.live_workers,
+            peak_workers: m.peak_workers,
+            workers_started: m.workers_started,
+            workers_retired: m.workers_retired,
         }
     }
 }
@@ -215,7 +242,8 @@ impl From<&ShutdownReport> for runq_shutdown_report {
 }
 
 /// Fills `*config` with the defaults: one worker per core, pinned on Linux,
-/// no capacity limit, `RUNQ_WHEN_FULL_BLOCK`, thread names `"runq-<i>"`.
+/// no capacity limit, `RUNQ_WHEN_FULL_BLOCK`, thread names `"runq-<i>"`,
+/// a fixed size (`max_workers` 0) and a keep-alive of 10 s.
 ///
 /// `config`: borrowed, written only; must not be NULL.
 ///
@@ -237,6 +265,8 @@ pub unsafe extern "C" fn runq_config_default(config: *mut runq_config) -> runq_s
             thread_name: std::ptr::null(),
             dead_letter: None,
             dead_letter_user: std::ptr::null_mut(),
+            max_workers: 0,
+            keep_alive_ms: DEFAULT_KEEP_ALIVE_MS,
         };
         // SAFETY: `config` is not null (checked above) and the caller
         // promises it points to writable memory for a `runq_config`;
@@ -263,6 +293,14 @@ unsafe fn builder_from(c: &runq_config) -> Result<Builder, runq_status> {
         1 => b.pin_workers(true),
         _ => return Err(RUNQ_INVALID_ARGUMENT),
     };
+    if c.max_workers != 0 {
+        if c.max_workers > RUNQ_MAX_WORKERS {
+            return Err(RUNQ_INVALID_ARGUMENT);
+        }
+        // Below `workers`: the build refuses it (MaxBelowWorkers).
+        b = b.max_workers(c.max_workers as usize);
+    }
+    b = b.keep_alive(std::time::Duration::from_millis(c.keep_alive_ms));
     if c.capacity != 0 {
         let cap = usize::try_from(c.capacity).map_err(|_| RUNQ_INVALID_ARGUMENT)?;
         b = b.capacity(cap);

@@ -167,8 +167,13 @@ fn null_pointers_and_bad_values_are_invalid_argument_not_a_crash() {
         assert_eq!(runq_handle_free(null_mut()), RUNQ_INVALID_ARGUMENT);
 
         // A config with one bad field makes no pool and clears `*out`.
-        let bad: [fn(&mut runq_config); 4] = [
+        let bad: [fn(&mut runq_config); 6] = [
             |c| c.workers = RUNQ_MAX_WORKERS + 1,
+            |c| c.max_workers = RUNQ_MAX_WORKERS + 1,
+            |c| {
+                c.workers = 2;
+                c.max_workers = 1;
+            },
             |c| c.pin_workers = 2,
             |c| c.when_full = 3,
             |c| c.thread_name = c"\xff\xfe".as_ptr(),
@@ -793,5 +798,21 @@ fn metrics_report_timer_entries_and_drop_panics() {
     assert_eq!(unsafe { runq_pool_shutdown(p, &mut r) }, RUNQ_OK);
     assert_eq!(r.cancelled, 1);
     assert_eq!(calls.load(Ordering::SeqCst), 0);
+    free_pool(p);
+}
+
+#[test]
+fn an_elastic_config_builds_a_pool_that_reports_its_worker_counts() {
+    let mut c = config(1);
+    c.max_workers = 2;
+    c.keep_alive_ms = 3_600_000;
+    let mut p = null_mut();
+    // SAFETY: a valid config, writable `p`.
+    assert_eq!(unsafe { runq_pool_new(&c, &mut p) }, RUNQ_OK);
+    let mut m = runq_pool_metrics::default();
+    // SAFETY: live pool, writable metrics.
+    assert_eq!(unsafe { runq_metrics(p, &mut m) }, RUNQ_OK);
+    assert_eq!((m.workers, m.live_workers, m.workers_started), (1, 1, 1));
+    assert_eq!((m.peak_workers, m.workers_retired), (1, 0));
     free_pool(p);
 }
