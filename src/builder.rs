@@ -14,7 +14,7 @@ use crate::metrics::Stats;
 use crate::pool::Pool;
 use crate::scheduler::elastic::Crew;
 use crate::scheduler::lanes::{Admission, Lanes};
-use crate::scheduler::sleep::EventCount;
+use crate::scheduler::sleep::Sleep;
 use crate::scheduler::{JobRef, Lifecycle, Shared};
 use crate::sync::{thread, Arc, AtomicUsize, Mutex};
 use crate::timer::Timer;
@@ -338,7 +338,7 @@ impl Builder {
         };
         Arc::new(Shared {
             lanes: Lanes::new(&locals, floor),
-            sleep: EventCount::new(),
+            sleep: Sleep::new(max),
             searching: crossbeam_utils::CachePadded::new(AtomicUsize::new(0)),
             stats: Stats::new(max),
             admission: Admission::new(self.capacity),

@@ -2,8 +2,8 @@
 //! and a thread outside the pool can sleep on.
 //!
 //! A latch word has three bits: DONE, HELPER (a worker of the pool waits on
-//! it while running other jobs, and parks on the pool's event count when
-//! there are none) and WAITER (a thread outside the pool futex-waits on the
+//! it while running other jobs, and parks in its slot of the pool's sleep
+//! protocol when there are none) and WAITER (a thread outside the pool futex-waits on the
 //! word itself). `set` swaps DONE in and learns from the old value whom to
 //! wake; a latch nobody waits on costs one atomic RMW.
 //!
@@ -26,7 +26,7 @@ const WAITER: u32 = 4;
 pub(crate) trait Probe {
     /// True once the awaited event happened (Acquire).
     fn is_done(&self) -> bool;
-    /// Announces a helper that is about to park on the pool's event count.
+    /// Announces a helper that is about to park in its sleep slot.
     /// False if the event already happened.
     fn announce_helper(&self) -> bool;
 }

@@ -23,13 +23,18 @@ use runq::{Pool, Priority, Retry, Status, SubmitError, Task, TaskError};
 /// wakes when told, then with one that also returns spuriously. Prints how
 /// many executions each pass explored and how long it took.
 fn model<F: Fn() + Sync + Send + 'static>(f: F) {
+    model_capped(None, f);
+}
+
+/// As [`model`], with the preemption bound at most `cap` (whatever
+/// `LOOM_MAX_PREEMPTIONS` says), for a model with more threads.
+fn model_capped<F: Fn() + Sync + Send + 'static>(cap: Option<usize>, f: F) {
     let f = Arc::new(f);
     for spurious in [false, true] {
         runq::__loom::spurious_wakeups(spurious);
         let mut b = loom::model::Builder::new();
-        if b.preemption_bound.is_none() {
-            b.preemption_bound = Some(2);
-        }
+        let bound = b.preemption_bound.unwrap_or(2);
+        b.preemption_bound = Some(cap.map_or(bound, |c| bound.min(c)));
         let g = f.clone();
         let runs = Arc::new(AtomicUsize::new(0));
         let n = runs.clone();
@@ -143,6 +148,24 @@ fn sleep_one_worker_two_submitters_every_task_runs() {
             p2.submit_task(Task::new(|| 1).priority(Priority::High))
                 .unwrap()
         });
+        let b = p.submit(|| 2).unwrap();
+        let a = t.join().unwrap();
+        assert_eq!(a.wait().unwrap() + b.wait().unwrap(), 3);
+    });
+}
+
+#[test]
+fn sleep_two_workers_two_submitters_racing_claims_run_both() {
+    // Each worker sleeps on its own futex word and a notifier claims one
+    // before waking it. Under loom every thread reports the same CPU, so
+    // both submitters prefer the same sleeping worker: the one that loses
+    // the claim must look again and wake the other (or see it awake), and
+    // neither task may wait forever. Four threads: one preemption (at two,
+    // the model runs for many minutes on the 2-core machine).
+    model_capped(Some(1), || {
+        let p = pool(2);
+        let p2 = p.clone();
+        let t = thread::spawn(move || p2.submit(|| 1).unwrap());
         let b = p.submit(|| 2).unwrap();
         let a = t.join().unwrap();
         assert_eq!(a.wait().unwrap() + b.wait().unwrap(), 3);

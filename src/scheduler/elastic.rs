@@ -60,7 +60,7 @@
 //! # Retiring without losing a wake-up
 //!
 //! A worker retires from the point where it would park: it has announced
-//! itself a sleeper (`EventCount::prepare`, a SeqCst fence), searched again
+//! itself a sleeper (`Sleep::prepare`, a SeqCst fence), searched again
 //! and found nothing. It then (1) drops the `live` count with a
 //! compare-exchange that keeps it at or above the floor (so the floor never
 //! retires), (2) withdraws its sleep, which may absorb a wake-up sent to it,

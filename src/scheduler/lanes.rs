@@ -51,10 +51,9 @@
 use crate::sync::deque::{Injector, Steal, Stealer, Worker};
 use crossbeam_utils::CachePadded;
 
-use super::sleep::EventCount;
 use super::JobRef;
 use crate::error::SubmitError;
-use crate::sync::{fence, AtomicUsize, Ordering};
+use crate::sync::{fence, AtomicUsize, EventCount, Ordering};
 
 /// High tasks a worker takes in a row before it gives a waiting Normal job a
 /// turn. Small enough that Normal work still flows under a High flood, large

@@ -4,8 +4,8 @@
 //! A worker looks, in order: the High lane (see [`lanes`] for the starvation
 //! bounds), its own deque, the Normal injector (stealing a batch into its
 //! deque), the other workers' deques (starting at a random one), the Low
-//! lane; then it spins briefly, re-searching; then it parks on the
-//! [`sleep`] event count.
+//! lane; then it spins briefly, re-searching; then it parks in the
+//! [`sleep`] protocol, in its own futex slot.
 //!
 //! # Lifecycle: closing and draining
 //!
@@ -68,7 +68,7 @@ use crate::task::{Job, Priority};
 use crate::timer::Timer;
 use elastic::Crew;
 use lanes::{Admission, Lanes};
-use sleep::EventCount;
+use sleep::Sleep;
 use worker::WorkerThread;
 
 /// What the queues carry.
@@ -87,7 +87,7 @@ pub(crate) enum JobRef {
 /// What every worker, handle and pool clone shares.
 pub(crate) struct Shared {
     pub(crate) lanes: Lanes,
-    pub(crate) sleep: EventCount,
+    pub(crate) sleep: Sleep,
     /// Workers spinning in search of work (not parked, not running a job).
     pub(crate) searching: CachePadded<AtomicUsize>,
     pub(crate) stats: Stats,

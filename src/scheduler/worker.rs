@@ -339,11 +339,11 @@ impl WorkerThread {
                 self.execute(job);
                 continue;
             }
-            let key = shared.sleep.prepare();
+            let key = shared.sleep.prepare(self.index);
             shared.searching.fetch_sub(1, Ordering::SeqCst);
             fence(Ordering::SeqCst);
             if let Some(job) = self.find_work() {
-                shared.sleep.cancel();
+                shared.sleep.cancel(key);
                 if shared.lanes.has_work() {
                     shared.notify_one();
                 }
@@ -353,7 +353,7 @@ impl WorkerThread {
                 continue;
             }
             if shared.is_finished() {
-                shared.sleep.cancel();
+                shared.sleep.cancel(key);
                 return false;
             }
             // An elastic pool above its floor: retire after `keep_alive`
@@ -366,18 +366,17 @@ impl WorkerThread {
                     if until.is_some_and(|d| Instant::now() >= d) {
                         until = None;
                         if shared.crew.leave_live() {
-                            shared.sleep.cancel();
+                            shared.sleep.cancel(key);
                             return true;
                         }
                     }
                 }
             }
             shared.stats.block(Some(self.index)).add(Event::Park, 1);
-            match until {
+            woken = match until {
                 None => shared.sleep.park(key),
                 Some(d) => shared.sleep.park_until(key, d),
-            }
-            woken = true;
+            };
         }
     }
 
@@ -400,23 +399,24 @@ impl WorkerThread {
             if !probe.announce_helper() {
                 return true;
             }
-            let key = shared.sleep.prepare();
+            let key = shared.sleep.prepare(self.index);
             if probe.is_done() {
-                shared.sleep.cancel();
-                self.pass_on_wake();
+                if shared.sleep.cancel(key) {
+                    self.pass_on_wake();
+                }
                 return true;
             }
             if let Some(job) = self.find_work() {
-                shared.sleep.cancel();
+                shared.sleep.cancel(key);
                 self.execute(job);
                 continue;
             }
             shared.stats.block(Some(self.index)).add(Event::Park, 1);
-            match deadline {
+            let woken = match deadline {
                 None => shared.sleep.park(key),
                 Some(d) => shared.sleep.park_until(key, d),
-            }
-            if probe.is_done() || deadline.is_some_and(|d| Instant::now() >= d) {
+            };
+            if woken && (probe.is_done() || deadline.is_some_and(|d| Instant::now() >= d)) {
                 self.pass_on_wake();
             }
         }

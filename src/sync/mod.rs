@@ -5,6 +5,9 @@
 //! `loom-tests/` (built with `RUSTFLAGS="--cfg loom"`). No other module
 //! imports `std::sync::atomic` or `std::thread` directly.
 //!
+//! [`current_cpu`] says which CPU the caller runs on (a hint; a fixed value
+//! under loom and Miri).
+//!
 //! The work queues come from [`deque`]: crossbeam-deque in production, a
 //! loom-mutex twin under loom. The locks off the hot path (keys, the thread
 //! list, the timer, a scope's panic slot) are [`Mutex`] and [`Condvar`]
@@ -14,9 +17,13 @@
 //! parking_lot's contended path casts integers to pointers, which Miri's
 //! strict-provenance mode (run in CI) rejects.
 
+mod cpu;
 pub(crate) mod deque;
+mod event_count;
 mod futex;
 
+pub(crate) use cpu::current_cpu;
+pub(crate) use event_count::EventCount;
 pub(crate) use futex::Futex;
 #[cfg(loom)]
 pub(crate) use futex::SPURIOUS;
