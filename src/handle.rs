@@ -4,10 +4,10 @@ use std::fmt;
 use std::future::Future;
 use std::mem::ManuallyDrop;
 use std::pin::Pin;
-use std::sync::Arc as StdArc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use crate::cell::CellArc;
 use crate::error::TaskError;
 use crate::scheduler::worker::WorkerThread;
 use crate::scheduler::Shared;
@@ -55,7 +55,7 @@ use crate::unwind::counted;
 pub struct Handle<T> {
     /// Dropped in `Drop`, where a panic of the output's destructor is
     /// counted in this pool's metrics.
-    cell: ManuallyDrop<StdArc<dyn TaskJob<T>>>,
+    cell: ManuallyDrop<CellArc<dyn TaskJob<T>>>,
     shared: Arc<Shared>,
 }
 
@@ -68,7 +68,7 @@ impl<T> Drop for Handle<T> {
 }
 
 impl<T: Send + 'static> Handle<T> {
-    pub(crate) fn new(cell: StdArc<dyn TaskJob<T>>, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(cell: CellArc<dyn TaskJob<T>>, shared: Arc<Shared>) -> Self {
         Handle {
             cell: ManuallyDrop::new(cell),
             shared,

@@ -103,10 +103,13 @@
 //! cell (the closure and two words) comes from a per-thread free list of
 //! recycled 128-byte blocks, so a closure with up to 104 bytes of captures
 //! is free; a larger one is boxed (one allocation). A task with a handle
-//! ([`Pool::submit`], [`Pool::submit_task`]) costs one heap allocation
-//! (closure, header and result slot together), and each option adds its
-//! own: one for a delay, deadline, callback, guard or retry policy, two
-//! for a name, three for a key (the README's table, checked by
+//! ([`Pool::submit`], [`Pool::submit_task`]) keeps its closure, header and
+//! result slot together in one cell, which comes from recycled 256-byte
+//! blocks when it fits: with a small output type, up to 144 bytes of
+//! captures (64 bytes always fit), so a steady stream of such submissions
+//! allocates nothing; a larger cell takes one heap allocation. Each option
+//! adds its own: one for a delay, deadline, callback, guard or retry
+//! policy, two for a name, three for a key (the README's table, checked by
 //! `tests/alloc_counts.rs`). The only shared atomic a
 //! spawn from a task pays is one locked add on its own thread's counter:
 //! the spawned task goes into its worker's "next task" slot, with no queue
@@ -121,6 +124,7 @@
 #![warn(missing_debug_implementations, unreachable_pub)]
 
 mod builder;
+mod cell;
 mod clock;
 mod dead_letter;
 mod error;

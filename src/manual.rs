@@ -65,9 +65,9 @@
 //! instead of blocking (nothing would ever make room while the caller
 //! blocks), and [`Metrics::workers`](crate::Metrics::workers) is 0.
 
+use crate::cell::CellArc;
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::Arc as StdArc;
 use std::time::{Duration, Instant};
 
 use crate::pool::Pool;
@@ -97,7 +97,7 @@ pub(crate) struct Driven {
 #[derive(Default)]
 struct Ready {
     /// High, Normal, Low; each entry is (sequence number, task).
-    lanes: [VecDeque<(u64, StdArc<dyn Job>)>; 3],
+    lanes: [VecDeque<(u64, CellArc<dyn Job>)>; 3],
     /// The last sequence number handed out.
     seq: u64,
 }
@@ -162,7 +162,7 @@ impl Driven {
     }
 
     /// Makes `job` ready.
-    pub(crate) fn push(&self, job: StdArc<dyn Job>, priority: Priority) {
+    pub(crate) fn push(&self, job: CellArc<dyn Job>, priority: Priority) {
         let mut ready = self.ready.lock();
         ready.seq += 1;
         let seq = ready.seq;
@@ -179,7 +179,7 @@ impl Driven {
     }
 
     /// Takes the first entry, in priority order, made ready before `below`.
-    fn pop(&self, below: u64) -> Option<StdArc<dyn Job>> {
+    fn pop(&self, below: u64) -> Option<CellArc<dyn Job>> {
         let mut ready = self.ready.lock();
         ready
             .lanes
@@ -282,7 +282,7 @@ impl Driven {
     pub(crate) fn cancel_all(&self, shared: &Shared) {
         shared.timer.cancel_all(shared);
         loop {
-            let entries: Vec<StdArc<dyn Job>> = {
+            let entries: Vec<CellArc<dyn Job>> = {
                 let mut ready = self.ready.lock();
                 ready
                     .lanes

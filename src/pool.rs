@@ -5,6 +5,7 @@ use std::sync::Arc as StdArc;
 use std::time::Instant;
 
 use crate::builder::{Builder, WhenFull};
+use crate::cell::CellArc;
 use crate::error::{BuildError, SubmitError, TrySubmitError};
 use crate::handle::Handle;
 use crate::metrics::{Event, Latency, Metrics, ShutdownReport};
@@ -14,7 +15,7 @@ use crate::scope::Scope;
 use crate::slot::{ADMITTED, DELAYED, QUEUED, TIMED};
 use crate::spawned::SpawnRef;
 use crate::sync::Arc;
-use crate::task::{Job, Once, Priority, Task, TaskCell, TaskJob};
+use crate::task::{Once, Priority, Task, TaskCell, TaskJob};
 use crate::unwind::counted;
 
 /// A pool of worker threads. Cheap to clone; every clone is the same pool.
@@ -52,7 +53,7 @@ impl Drop for PoolInner {
 }
 
 /// A failed submission, with the task handed back.
-type Refused<T> = (SubmitError, StdArc<dyn TaskJob<T>>);
+type Refused<T> = (SubmitError, CellArc<dyn TaskJob<T>>);
 
 impl Pool {
     /// A [`Builder`] with all defaults.
@@ -117,6 +118,11 @@ impl Pool {
     }
 
     /// Runs `f` in the background and returns a [`Handle`] to its result.
+    ///
+    /// The task's cell (closure, header and result slot) comes from a
+    /// recycled block when it fits (see the crate docs' "What it costs"):
+    /// a closure of 64 bytes of captures costs no heap allocation once the
+    /// pool has run a few tasks; a larger cell gets its own allocation.
     pub fn submit<T, F>(&self, f: F) -> Result<Handle<T>, SubmitError>
     where
         T: Send + 'static,
@@ -143,12 +149,13 @@ impl Pool {
         } else {
             QUEUED
         };
-        let cell = StdArc::new(TaskCell::with_state(Once(Some(f)), initial));
+        let cell = TaskCell::with_state(Once(Some(f)), initial).into_cell();
         let handle = want_handle.then(|| Handle::new(cell.clone(), shared.clone()));
+        let job = cell.into_job();
         if admit == Admit::Inline {
-            counted(shared, || cell.run(shared));
+            counted(shared, || job.run(shared));
         } else {
-            shared.push(cell, Priority::Normal);
+            shared.push(job, Priority::Normal);
         }
         self.submitted();
         Ok(handle)
@@ -220,7 +227,7 @@ impl Pool {
                 Ok(Vec::new())
             };
         }
-        let cells: Vec<StdArc<dyn TaskJob<T>>> = tasks.into_iter().map(Task::into_job).collect();
+        let cells: Vec<CellArc<dyn TaskJob<T>>> = tasks.into_iter().map(Task::into_job).collect();
         self.enter(n)?;
         let keys: Vec<&str> = cells.iter().filter_map(|c| c.key()).collect();
         if !keys.is_empty() {
@@ -313,7 +320,7 @@ impl Pool {
 
     fn submit_cell<T: Send + 'static>(
         &self,
-        cell: StdArc<dyn TaskJob<T>>,
+        cell: CellArc<dyn TaskJob<T>>,
         may_block: bool,
         want_handle: bool,
     ) -> Result<Option<Handle<T>>, Refused<T>> {
@@ -348,7 +355,7 @@ impl Pool {
     /// right here under `RunInCaller`, else into its lane.
     fn dispatch<T: Send + 'static>(
         &self,
-        mut cell: StdArc<dyn TaskJob<T>>,
+        mut cell: CellArc<dyn TaskJob<T>>,
         admit: Admit,
         want_handle: bool,
     ) -> Option<Handle<T>> {
@@ -377,14 +384,14 @@ impl Pool {
         if admit == Admit::Permit {
             initial |= ADMITTED;
         }
-        if let Some(c) = StdArc::get_mut(&mut cell) {
+        if let Some(c) = cell.get_mut() {
             c.prepare(now, initial);
         }
         let handle = want_handle.then(|| Handle::new(cell.clone(), shared.clone()));
-        let job: StdArc<dyn Job> = cell;
+        let job = cell.into_job();
         if let Some(d) = deadline {
             if let Some(due) = now.checked_add(d) {
-                shared.timer.expire_at(shared, due, StdArc::downgrade(&job));
+                shared.timer.expire_at(shared, due, job.downgrade());
             }
         }
         let priority = job.header().priority;

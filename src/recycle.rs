@@ -1,10 +1,13 @@
 //! Recycled memory for task cells: fixed-size blocks kept on per-thread
-//! free lists, so that a steady stream of fire-and-forget tasks allocates
-//! nothing.
+//! free lists, so that a steady stream of tasks allocates nothing.
 //!
 //! # Design
 //!
-//! Every block is [`BLOCK`] bytes aligned to [`ALIGN`]. A thread keeps its
+//! Blocks come in two sizes ([`Class`]): [`BLOCK`] bytes for the cells of
+//! fire-and-forget tasks (`spawned`), [`LARGE_BLOCK`] bytes for the cells
+//! of submitted tasks (`cell`), which also carry a state word, a result
+//! slot and reference counts. Each size has its own free lists and global
+//! stack, described here for one. Every block is aligned to [`ALIGN`]. A thread keeps its
 //! free blocks in an intrusive singly linked list (a free block's first
 //! word points to the next one) in a thread-local, so taking and returning
 //! a block costs no atomic operation. A block is usually freed on another
@@ -14,9 +17,9 @@
 //! past [`LOCAL_MAX`] hands a batch to it, and a thread whose list is empty
 //! takes a batch from it. The mutex is taken once per [`BATCH`] blocks.
 //!
-//! Memory kept is bounded: [`LOCAL_MAX`] blocks (16 KiB) per thread and
-//! [`GLOBAL_MAX`] batches (2 MiB) in the global stack; beyond that, blocks
-//! go back to the system allocator. A thread's list is handed to the global stack
+//! Memory kept is bounded: per size, [`LOCAL_MAX`] blocks (16 KiB and
+//! 32 KiB) per thread and [`GLOBAL_MAX`] batches (2 MiB and 4 MiB) in the
+//! global stack; beyond that, blocks go back to the system allocator. A thread's list is handed to the global stack
 //! (or freed) when the thread exits.
 //!
 //! Under loom every block comes from and goes back to the system allocator
@@ -35,6 +38,37 @@ use crate::sync::Mutex;
 /// `Arc` or two and a few integers).
 pub(crate) const BLOCK: usize = 128;
 
+/// Bytes in one block of the large class: a submitted task's cell holds
+/// reference counts, a header, an options pointer and a result slot before
+/// its closure (104 bytes in all for an output of 8 bytes on x86-64, see
+/// `cell::MAX_INLINE`), so 256 bytes (four cache lines) hold a closure
+/// with 64 bytes of captures and room to spare.
+pub(crate) const LARGE_BLOCK: usize = 256;
+
+/// The two block sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Class {
+    /// [`BLOCK`] bytes: fire-and-forget cells.
+    Small = 0,
+    /// [`LARGE_BLOCK`] bytes: submitted task cells.
+    Large = 1,
+}
+
+impl Class {
+    /// Bytes in a block of this class.
+    pub(crate) const fn size(self) -> usize {
+        match self {
+            Class::Small => BLOCK,
+            Class::Large => LARGE_BLOCK,
+        }
+    }
+
+    fn layout(self) -> Layout {
+        // The sizes and ALIGN are constants that form valid layouts.
+        Layout::from_size_align(self.size(), ALIGN).expect("block layout")
+    }
+}
+
 /// Alignment of every block: enough for any closure made of pointers,
 /// integers and `u128`s.
 pub(crate) const ALIGN: usize = 16;
@@ -49,7 +83,8 @@ const LOCAL_MAX: usize = 2 * BATCH;
 /// runq-bench's remote_spawn, where every block crosses threads).
 const BATCH: usize = 64;
 
-/// Batches the global stack keeps (2 MiB of blocks); more go back to the
+/// Batches the global stack of each class keeps (2 MiB of small blocks,
+/// 4 MiB of large ones); more go back to the
 /// system allocator. Enough for a burst of 16,384 tasks in flight from
 /// outside submitters: runq-bench's alloc_per_task queues 10,000 in one
 /// burst, and with 64 batches (4,096 blocks) a third of its tasks still
@@ -57,20 +92,16 @@ const BATCH: usize = 64;
 /// ahead of the workers.
 const GLOBAL_MAX: usize = 256;
 
-fn layout() -> Layout {
-    // BLOCK and ALIGN are constants that form a valid layout.
-    Layout::from_size_align(BLOCK, ALIGN).expect("block layout")
-}
-
 /// A free block: its first word links to the next free block.
 struct Free {
     next: *mut Free,
 }
 
-/// A linked list of free blocks, with its length.
+/// A linked list of free blocks of one class, with its length.
 struct List {
     head: *mut Free,
     len: usize,
+    class: Class,
 }
 
 // SAFETY: a `List` owns the blocks it links (nobody else holds a pointer
@@ -85,38 +116,46 @@ impl List {
             // SAFETY: `block` is a free block this list owns (module docs);
             // its first word holds the link, written by `push`.
             self.head = unsafe { (*block).next };
-            // SAFETY: every block came from `alloc` with `layout()`.
-            unsafe { dealloc(block.cast(), layout()) };
+            // SAFETY: every block of the list came from `alloc` with its
+            // class's layout.
+            unsafe { dealloc(block.cast(), self.class.layout()) };
         }
         self.len = 0;
     }
 }
 
-/// The global stack of full batches.
-static GLOBAL: Mutex<Vec<List>> = Mutex::new(Vec::new());
+/// The global stacks of full batches, one per class.
+static GLOBAL: [Mutex<Vec<List>>; 2] = [const { Mutex::new(Vec::new()) }; 2];
 
-/// This thread's free list.
+/// This thread's free list of one class.
 struct Local {
     head: Cell<*mut Free>,
     len: Cell<usize>,
 }
 
-impl Drop for Local {
+/// This thread's free lists, one per class.
+struct Locals([Local; 2]);
+
+impl Drop for Locals {
     fn drop(&mut self) {
-        let list = List {
-            head: self.head.replace(ptr::null_mut()),
-            len: self.len.replace(0),
-        };
-        give_back(list);
+        for (local, class) in self.0.iter().zip([Class::Small, Class::Large]) {
+            give_back(List {
+                head: local.head.replace(ptr::null_mut()),
+                len: local.len.replace(0),
+                class,
+            });
+        }
     }
 }
 
 std::thread_local! {
-    static LOCAL: Local = const {
-        Local {
-            head: Cell::new(ptr::null_mut()),
-            len: Cell::new(0),
-        }
+    static LOCAL: Locals = const {
+        Locals([const {
+            Local {
+                head: Cell::new(ptr::null_mut()),
+                len: Cell::new(0),
+            }
+        }; 2])
     };
 }
 
@@ -125,7 +164,7 @@ fn give_back(list: List) {
     if list.len == 0 {
         return;
     }
-    let mut global = GLOBAL.lock();
+    let mut global = GLOBAL[list.class as usize].lock();
     if global.len() < GLOBAL_MAX {
         if global.capacity() == 0 {
             global.reserve_exact(GLOBAL_MAX);
@@ -137,24 +176,41 @@ fn give_back(list: List) {
     }
 }
 
-fn system_alloc() -> NonNull<u8> {
+fn system_alloc(class: Class) -> NonNull<u8> {
     // SAFETY: the layout has a non-zero size.
-    let p = unsafe { alloc(layout()) };
-    NonNull::new(p).unwrap_or_else(|| handle_alloc_error(layout()))
+    let p = unsafe { alloc(class.layout()) };
+    NonNull::new(p).unwrap_or_else(|| handle_alloc_error(class.layout()))
 }
 
 /// A block of [`BLOCK`] bytes aligned to [`ALIGN`], uninitialised.
 #[inline]
 pub(crate) fn take() -> NonNull<u8> {
+    take_of(Class::Small)
+}
+
+/// Returns a block of [`BLOCK`] bytes to this thread's free list.
+///
+/// # Safety
+/// `block` came from [`take`], is no longer used, and is returned once.
+#[inline]
+pub(crate) unsafe fn give(block: NonNull<u8>) {
+    // SAFETY: forwarded from the caller; `take` takes Small blocks.
+    unsafe { give_of(Class::Small, block) }
+}
+
+/// A block of `class.size()` bytes aligned to [`ALIGN`], uninitialised.
+#[inline]
+pub(crate) fn take_of(class: Class) -> NonNull<u8> {
     if cfg!(loom) {
-        return system_alloc();
+        return system_alloc(class);
     }
     LOCAL
-        .try_with(|local| {
+        .try_with(|locals| {
+            let local = &locals.0[class as usize];
             let mut head = local.head.get();
             if head.is_null() {
                 // Refill from the global stack, if it has a batch.
-                let batch = GLOBAL.lock().pop()?;
+                let batch = GLOBAL[class as usize].lock().pop()?;
                 head = batch.head;
                 local.len.set(batch.len);
             }
@@ -166,22 +222,24 @@ pub(crate) fn take() -> NonNull<u8> {
         })
         .ok()
         .flatten()
-        .unwrap_or_else(system_alloc)
+        .unwrap_or_else(|| system_alloc(class))
 }
 
-/// Returns a block to this thread's free list.
+/// Returns a block to this thread's free list of its class.
 ///
 /// # Safety
-/// `block` came from [`take`], is no longer used, and is returned once.
+/// `block` came from [`take_of`] with `class`, is no longer used, and is
+/// returned once.
 #[inline]
-pub(crate) unsafe fn give(block: NonNull<u8>) {
+pub(crate) unsafe fn give_of(class: Class, block: NonNull<u8>) {
     let block = block.as_ptr().cast::<Free>();
     if cfg!(loom) {
-        // SAFETY: the block came from `system_alloc` with `layout()`.
-        unsafe { dealloc(block.cast(), layout()) };
+        // SAFETY: the block came from `system_alloc` with the class's layout.
+        unsafe { dealloc(block.cast(), class.layout()) };
         return;
     }
-    let kept = LOCAL.try_with(|local| {
+    let kept = LOCAL.try_with(|locals| {
+        let local = &locals.0[class as usize];
         // SAFETY: the caller gives the block up; a block is BLOCK bytes
         // aligned to ALIGN, room for the link.
         unsafe {
@@ -211,12 +269,13 @@ pub(crate) unsafe fn give(block: NonNull<u8>) {
         give_back(List {
             head: first,
             len: BATCH,
+            class,
         });
     });
     if kept.is_err() {
         // The thread is exiting and its list is gone.
-        // SAFETY: every block came from `alloc` with `layout()`.
-        unsafe { dealloc(block.cast(), layout()) };
+        // SAFETY: every block of `class` came from `alloc` with its layout.
+        unsafe { dealloc(block.cast(), class.layout()) };
     }
 }
 

@@ -1,23 +1,24 @@
-//! [`Task`]: what a user describes, and the single allocation the queues
-//! carry.
+//! [`Task`]: what a user describes, and the single cell the queues carry.
 //!
-//! `Task::new(f)` allocates one [`TaskCell`] holding the header (state word,
-//! id, priority, attempt count), the result slot and the closure; builder
-//! methods fill in the options while the cell is still unshared, and the
-//! rarely used ones (retry, delay, deadline, key, callback, guard) live in a
-//! boxed `Extra` so a plain task stays small. Submitting moves the cell into
-//! a queue as an `Arc<dyn Job>` and hands the caller a [`Handle`](crate::Handle)
-//! to the same allocation.
+//! `Task::new(f)` puts one [`TaskCell`] holding the header (state word,
+//! id, priority, attempt count), the result slot and the closure in a
+//! recycled block (see `cell`: a [`CellArc`], no heap allocation for a
+//! small closure once the pool is warm); builder methods fill in the
+//! options while the cell is still unshared, and the rarely used ones
+//! (retry, delay, deadline, key, callback, guard) live in a boxed `Extra`
+//! so a plain task stays small. Submitting moves the cell into a queue as a
+//! `CellArc<dyn Job>` and hands the caller a [`Handle`](crate::Handle) to
+//! the same cell.
 //!
-//! Task cells use `std::sync::Arc` even under loom (loom's `Arc` cannot be
-//! coerced to a trait object); loom still sees every access to the state word
-//! and to the cells' `UnsafeCell`s, which is where the protocol lives.
+//! The cells' reference counts are std atomics even under loom (see
+//! `sync::refs`); loom still sees every access to the state word and to
+//! the cells' `UnsafeCell`s, which is where the protocol lives.
 
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::cell::{CellArc, Inner};
 use crate::dead_letter::DeadLetter;
 use crate::error::{panic_message, BoxError, TaskError};
 use crate::metrics::{Event, Latency};
@@ -139,7 +140,9 @@ pub(crate) trait Job: Send + Sync + 'static {
     fn header(&self) -> &Header;
     /// Claims the task and runs one attempt (or resolves it, if it was
     /// cancelled or expired meanwhile). A stale queue entry does nothing.
-    fn run(self: Arc<Self>, shared: &crate::sync::Arc<Shared>);
+    /// `me` is the reference the caller runs it through (a retry queues a
+    /// clone of it): see `CellArc::run`.
+    fn run_attempt(&self, me: &CellArc<dyn Job>, shared: &crate::sync::Arc<Shared>);
     /// Resolves a task that has not started (or waits for a retry).
     /// Returns true when this call resolved it.
     fn abort(&self, shared: &Shared, why: Abort) -> bool;
@@ -286,7 +289,7 @@ where
     }
 }
 
-/// The one allocation of a task: header, options, result slot, closure.
+/// The one cell of a task: header, options, result slot, closure.
 /// Every user value in it is [`Quiet`]: the cell's last owner may be a
 /// worker or the timer, and a destructor's panic must not unwind there.
 pub(crate) struct TaskCell<T, B> {
@@ -320,6 +323,13 @@ impl<T: Send + 'static, B: Body<T>> TaskCell<T, B> {
             slot: Slot::new(),
             body: Quiet::new(UnsafeCell::new(body)),
         }
+    }
+
+    /// Moves the cell into a recycled block, shared as a task of output `T`.
+    #[inline]
+    pub(crate) fn into_cell(self) -> CellArc<dyn TaskJob<T>> {
+        // SAFETY: the closure only unsizes the pointer.
+        unsafe { CellArc::new(self).coerce(|p| p as *mut Inner<dyn TaskJob<T>>) }
     }
 
     fn deadline_at(&self) -> Option<Instant> {
@@ -405,7 +415,12 @@ impl<T: Send + 'static, B: Body<T>> TaskCell<T, B> {
     }
 
     /// One attempt ended without a value: retry, or resolve it.
-    fn attempt_failed(self: Arc<Self>, shared: &crate::sync::Arc<Shared>, error: Failure) {
+    fn attempt_failed(
+        &self,
+        me: &CellArc<dyn Job>,
+        shared: &crate::sync::Arc<Shared>,
+        error: Failure,
+    ) {
         let runs = self.header.attempts.load(Ordering::Relaxed);
         let allowed = match &self.extra {
             Some(e) if B::REPEATABLE => e.retry.attempts(),
@@ -452,7 +467,7 @@ impl<T: Send + 'static, B: Body<T>> TaskCell<T, B> {
                             drop_quietly(error);
                         }
                         let priority = self.header.priority;
-                        shared.schedule(self, delay, priority);
+                        shared.schedule(me.clone(), delay, priority);
                         return;
                     }
                     Err(x) => s = x,
@@ -577,6 +592,25 @@ pub fn is_cancelled() -> bool {
     })
 }
 
+impl<T: 'static> CellArc<dyn TaskJob<T>> {
+    /// The same reference, as the queues carry it.
+    #[inline]
+    pub(crate) fn into_job(self) -> CellArc<dyn Job> {
+        // SAFETY: the closure only unsizes the pointer (an upcast).
+        unsafe { self.coerce(|p| p as *mut Inner<dyn Job>) }
+    }
+}
+
+impl CellArc<dyn Job> {
+    /// Runs one attempt of the task (see [`Job::run_attempt`]); this
+    /// reference goes when it returns, and outlives every use of the cell
+    /// in the attempt (a handle may drop its own reference meanwhile).
+    #[inline]
+    pub(crate) fn run(self, shared: &crate::sync::Arc<Shared>) {
+        self.run_attempt(&self, shared);
+    }
+}
+
 /// Runs the body of a fire-and-forget task (see `spawned.rs`) as a task:
 /// [`in_task`] is true meanwhile and [`is_cancelled`] false (nothing can
 /// cancel a task without a handle). A panic comes back as the error.
@@ -598,7 +632,7 @@ impl<T: Send + 'static, B: Body<T>> Job for TaskCell<T, B> {
         &self.header
     }
 
-    fn run(self: Arc<Self>, shared: &crate::sync::Arc<Shared>) {
+    fn run_attempt(&self, me: &CellArc<dyn Job>, shared: &crate::sync::Arc<Shared>) {
         let first = self.header.attempts.load(Ordering::Relaxed) == 0;
         let expired = first && self.deadline_at().is_some_and(|d| shared.clock.now() >= d);
         let state = &self.header.state;
@@ -689,13 +723,13 @@ impl<T: Send + 'static, B: Body<T>> Job for TaskCell<T, B> {
         CURRENT_TASK.with(|c| c.set(previous));
         match outcome {
             Ok(Ok(value)) => self.finish(shared, SUCCEEDED, Ok(value), true, None),
-            Ok(Err(error)) => self.attempt_failed(shared, Failure::Error(error)),
+            Ok(Err(error)) => self.attempt_failed(me, shared, Failure::Error(error)),
             Err(payload) => {
                 shared.stats_here().add(Event::Panicked, 1);
                 let msg = panic_message(&*payload);
                 drop_payload(payload);
                 crate::trace::panicked(self.header.id, self.name(), &msg, runs);
-                self.attempt_failed(shared, Failure::Panic(msg));
+                self.attempt_failed(me, shared, Failure::Panic(msg));
             }
         }
     }
@@ -799,7 +833,7 @@ impl<T: Send + 'static, B: Body<T>> TaskJob<T> for TaskCell<T, B> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Task<T> {
-    pub(crate) cell: Arc<dyn TaskJob<T>>,
+    pub(crate) cell: CellArc<dyn TaskJob<T>>,
 }
 
 impl<T: Send + 'static> Task<T> {
@@ -812,7 +846,7 @@ impl<T: Send + 'static> Task<T> {
         F: FnOnce() -> T + Send + 'static,
     {
         Task {
-            cell: Arc::new(TaskCell::new(Once(Some(f)))),
+            cell: TaskCell::new(Once(Some(f))).into_cell(),
         }
     }
 
@@ -824,13 +858,15 @@ impl<T: Send + 'static> Task<T> {
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         Task {
-            cell: Arc::new(TaskCell::new(Fallible(f))),
+            cell: TaskCell::new(Fallible(f)).into_cell(),
         }
     }
 
     fn cell_mut(&mut self) -> &mut dyn TaskJob<T> {
         // The cell stays unshared until submission, which consumes the task.
-        Arc::get_mut(&mut self.cell).expect("a Task's cell is unshared until it is submitted")
+        self.cell
+            .get_mut()
+            .expect("a Task's cell is unshared until it is submitted")
     }
 
     fn extra(&mut self) -> &mut Extra<T> {
@@ -914,7 +950,7 @@ impl<T: Send + 'static> Task<T> {
         self
     }
 
-    pub(crate) fn into_job(self) -> Arc<dyn TaskJob<T>> {
+    pub(crate) fn into_job(self) -> CellArc<dyn TaskJob<T>> {
         self.cell
     }
 }

@@ -57,9 +57,9 @@
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
-use std::sync::{Arc as StdArc, Weak};
 use std::time::{Duration, Instant};
 
+use crate::cell::{CellArc, CellWeak};
 use crate::scheduler::{JobRef, Shared};
 use crate::slot::{CODE, DELAYED, QUEUED, RETRYING, TIMED};
 use crate::sync::stat::AtomicU64;
@@ -76,8 +76,8 @@ const MAX_DELAY: Duration = Duration::from_secs(1 << 30);
 const COMPACT_FLOOR: usize = 1024;
 
 enum What {
-    Fire(StdArc<dyn Job>),
-    Expire(Weak<dyn Job>),
+    Fire(CellArc<dyn Job>),
+    Expire(CellWeak<dyn Job>),
 }
 
 struct Entry {
@@ -134,7 +134,7 @@ pub(crate) struct Timer {
 
 /// References to tasks taken out of the heap under its lock, to be dropped
 /// after it is released (their destructors are user code).
-type Stale = Vec<StdArc<dyn Job>>;
+type Stale = Vec<CellArc<dyn Job>>;
 
 /// Is this task resolved (its entries stale)?
 fn is_resolved(job: &dyn Job) -> bool {
@@ -179,8 +179,8 @@ impl Timer {
         &self,
         shared: &Shared,
         delay: Duration,
-        job: StdArc<dyn Job>,
-    ) -> Result<(), StdArc<dyn Job>> {
+        job: CellArc<dyn Job>,
+    ) -> Result<(), CellArc<dyn Job>> {
         let due = shared.clock.now() + delay.min(MAX_DELAY);
         let mut stale = Stale::new();
         let mut st = self.state.lock();
@@ -198,8 +198,8 @@ impl Timer {
         &self,
         shared: &Shared,
         _delay: Duration,
-        job: StdArc<dyn Job>,
-    ) -> Result<(), StdArc<dyn Job>> {
+        job: CellArc<dyn Job>,
+    ) -> Result<(), CellArc<dyn Job>> {
         if shared.stopping_now() {
             return Err(job);
         }
@@ -208,7 +208,7 @@ impl Timer {
     }
 
     /// Resolves `job` `Expired` at `due` if it has not started by then.
-    pub(crate) fn expire_at(&self, shared: &Shared, due: Instant, job: Weak<dyn Job>) {
+    pub(crate) fn expire_at(&self, shared: &Shared, due: Instant, job: CellWeak<dyn Job>) {
         if cfg!(loom) {
             return;
         }
@@ -355,7 +355,7 @@ fn process(shared: &Shared, what: What, offload: bool) {
 }
 
 /// A fire entry is due: queue the task unless it was resolved meanwhile.
-fn fire(shared: &Shared, job: StdArc<dyn Job>) {
+fn fire(shared: &Shared, job: CellArc<dyn Job>) {
     let state = &job.header().state;
     let mut s = state.load(Ordering::Acquire);
     loop {
@@ -379,7 +379,7 @@ fn fire(shared: &Shared, job: StdArc<dyn Job>) {
 /// A deadline is due: resolve the task `Expired` if it has not started.
 /// One with a callback goes to a worker instead (module docs), which finds
 /// the deadline passed when it takes the task.
-fn expire(shared: &Shared, job: StdArc<dyn Job>) {
+fn expire(shared: &Shared, job: CellArc<dyn Job>) {
     let code = job.header().state.load(Ordering::Acquire) & CODE;
     if !matches!(code, QUEUED | DELAYED) {
         return;

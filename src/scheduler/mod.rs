@@ -53,12 +53,12 @@ pub(crate) mod worker;
 
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::Arc as StdArc;
 use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
 use crate::builder::WhenFull;
+use crate::cell::CellArc;
 use crate::clock::Clock;
 use crate::dead_letter::{DeadLetter, DeadLetterHook};
 use crate::manual::Driven;
@@ -74,7 +74,7 @@ use worker::WorkerThread;
 /// What the queues carry.
 pub(crate) enum JobRef {
     /// A submitted task: one attempt of it.
-    Task(StdArc<dyn Job>),
+    Task(CellArc<dyn Job>),
     /// A fire-and-forget task in a recycled cell (`Pool::spawn`).
     Spawned(crate::spawned::SpawnRef),
     /// A scope spawn or a cold `join`: a boxed closure whose borrows are
@@ -189,7 +189,7 @@ impl Shared {
     /// Normal work goes to that worker's "next task" slot (waking nobody
     /// unless it displaced an older task into the deque); otherwise to the
     /// lane's injector.
-    pub(crate) fn push(&self, job: StdArc<dyn Job>, priority: Priority) {
+    pub(crate) fn push(&self, job: CellArc<dyn Job>, priority: Priority) {
         job.header()
             .ready
             .store(self.stats.clock().now(), Ordering::Relaxed);
@@ -220,7 +220,7 @@ impl Shared {
 
     /// Queues a task now or, after `delay`, through the timer. Under
     /// `shutdown_now` the timer refuses and the task is resolved Cancelled.
-    pub(crate) fn schedule(&self, job: StdArc<dyn Job>, delay: Duration, priority: Priority) {
+    pub(crate) fn schedule(&self, job: CellArc<dyn Job>, delay: Duration, priority: Priority) {
         if delay.is_zero() {
             return self.push(job, priority);
         }

@@ -116,6 +116,15 @@ pub(crate) mod stat {
     pub(crate) use std::sync::atomic::AtomicU64;
 }
 
+/// Atomics for the reference counts of task cells (`cell`): std atomics
+/// under loom too, as the cells' counts were when they were `std::sync::Arc`s
+/// (loom's `Arc` cannot point to a trait object). The models check the
+/// protocols on the state word; a count only decides who frees the memory,
+/// with the same orderings as `Arc`.
+pub(crate) mod refs {
+    pub(crate) use std::sync::atomic::AtomicU32;
+}
+
 /// A mutex that ignores poisoning: every critical section in runq leaves its
 /// data consistent (no user code runs inside one), so a panic elsewhere does
 /// not make the data suspect.
