@@ -200,7 +200,7 @@ impl Driven {
             if shared.stopping_now() {
                 job.abort(shared, Abort::Cancelled);
             } else {
-                job.run(shared);
+                job.run(shared, None);
             }
             self.runs.fetch_add(1, Ordering::Relaxed);
             return true;

@@ -220,6 +220,17 @@ impl Counters {
     }
 }
 
+/// An attempt under way: what [`Stats::end_attempt`] needs.
+#[derive(Debug)]
+pub(crate) struct Attempt<'a> {
+    /// The start stamp.
+    start: u64,
+    /// The counter block of the thread running it.
+    block: &'a Counters,
+    /// It runs on one of the pool's workers (the block's only writer).
+    on_worker: bool,
+}
+
 /// All counter blocks of a pool: one per worker slot (see `elastic`), then [`OUTSIDE_STRIPES`]
 /// shared by the threads outside the pool.
 #[derive(Debug)]
@@ -274,39 +285,63 @@ impl Stats {
         self.clock
     }
 
-    /// Records `ticks` (stamp units) in histogram `which` of worker
-    /// `index`'s block (its only writer), or of this thread's outside block.
+    /// Records `ticks` (stamp units) in histogram `which` of `block`;
+    /// `exclusive`: the caller is the block's only writer (its worker).
     #[inline]
-    pub(crate) fn record(&self, index: Option<usize>, which: Latency, ticks: u64) {
+    fn record(&self, block: &Counters, exclusive: bool, which: Latency, ticks: u64) {
         let bucket = self.buckets.index(ticks);
-        let exclusive = index.is_some_and(|i| i < self.workers);
-        self.block(index).latency[which as usize].record(bucket, ticks, exclusive);
+        block.latency[which as usize].record(bucket, ticks, exclusive);
     }
 
-    /// Runs one attempt between two stamps: records its queue wait
-    /// (`ready` -> start; none when `ready` is 0, the "never stamped" mark)
-    /// in `wait`'s histogram and its run time in `Run`'s, and leaves the end
-    /// stamp as the next attempt's start (so a task pays two clock reads).
-    #[inline]
-    pub(crate) fn timed<R>(
+    /// An attempt starts on this thread (`worker`: the pool's worker index
+    /// of this thread, if it is one): records its queue wait (`ready` ->
+    /// start; none when `ready` is 0, the "never stamped" mark) in `wait`'s
+    /// histogram. The start stamp is a worker's last end stamp when it ran
+    /// nothing unstamped since (see `stamp`), else a fresh one. Pair it with
+    /// [`end_attempt`](Self::end_attempt) right after the attempt's code:
+    /// the two stay apart, rather than wrapping the attempt in a closure,
+    /// so the task's body is not moved through one more stack frame.
+    #[inline(always)]
+    pub(crate) fn start_attempt(
         &self,
         worker: Option<usize>,
         wait: Latency,
         ready: u64,
-        run: impl FnOnce() -> R,
-    ) -> R {
-        let start = crate::stamp::take_boundary(self.clock);
+    ) -> Attempt<'_> {
+        // The block is looked up once for both records: on a worker, its
+        // own (it is the only writer).
+        let (on_worker, block, start) = match worker {
+            Some(i) if i < self.workers => (
+                true,
+                &*self.blocks[i],
+                crate::stamp::take_boundary(self.clock),
+            ),
+            _ => (false, self.block(None), self.clock.now()),
+        };
         let waited = if ready == 0 {
             0
         } else {
             start.saturating_sub(ready)
         };
-        self.record(worker, wait, waited);
-        let outcome = run();
+        self.record(block, on_worker, wait, waited);
+        Attempt {
+            start,
+            block,
+            on_worker,
+        }
+    }
+
+    /// The attempt begun with [`start_attempt`](Self::start_attempt)
+    /// ended: records its run time, and on a worker leaves the end stamp
+    /// as the next attempt's start.
+    #[inline(always)]
+    pub(crate) fn end_attempt(&self, attempt: Attempt<'_>) {
         let end = self.clock.now();
-        self.record(worker, Latency::Run, end.saturating_sub(start));
-        crate::stamp::set_boundary(end);
-        outcome
+        let run = end.saturating_sub(attempt.start);
+        self.record(attempt.block, attempt.on_worker, Latency::Run, run);
+        if attempt.on_worker {
+            crate::stamp::set_boundary(end);
+        }
     }
 
     /// Histogram `which`, merged over all blocks, in nanoseconds.

@@ -110,7 +110,7 @@ impl Pool {
         let ready = shared.stats.clock().now();
         let job = SpawnRef::new(f, admit == Admit::Permit, ready);
         if admit == Admit::Inline {
-            job.run(shared);
+            job.run(shared, shared.worker_here());
         } else {
             shared.push_ref(JobRef::Spawned(job), Priority::Normal);
         }
@@ -153,7 +153,7 @@ impl Pool {
         let handle = want_handle.then(|| Handle::new(cell.clone(), shared.clone()));
         let job = cell.into_job();
         if admit == Admit::Inline {
-            counted(shared, || job.run(shared));
+            counted(shared, || job.run(shared, shared.worker_here()));
         } else {
             shared.push(job, Priority::Normal);
         }
@@ -400,7 +400,7 @@ impl Pool {
                 if let (Some(d), None) = (inline_delay, &shared.driven) {
                     std::thread::sleep(d);
                 }
-                counted(shared, || job.run(shared))
+                counted(shared, || job.run(shared, shared.worker_here()))
             }
             (_, Some(d)) => shared.schedule(job, d, priority),
             (_, None) => shared.push(job, priority),

@@ -39,7 +39,7 @@ const _: () = assert!(size_of::<Cell<[u8; MAX_INLINE]>>() == recycle::BLOCK);
 /// What a [`SpawnRef`] needs to run or drop its closure without knowing its type.
 struct VTable {
     /// Runs the closure and gives the block back.
-    run: unsafe fn(NonNull<Header>, &Shared),
+    run: unsafe fn(NonNull<Header>, &Shared, Option<usize>),
     /// Drops the closure unrun and gives the block back.
     drop: unsafe fn(NonNull<Header>),
 }
@@ -88,19 +88,19 @@ impl<F: FnOnce() + Send + 'static> Cell<F> {
 
     /// # Safety
     /// As for [`take`](Self::take).
-    unsafe fn run(header: NonNull<Header>, shared: &Shared) {
+    unsafe fn run(header: NonNull<Header>, shared: &Shared, worker: Option<usize>) {
         // SAFETY: forwarded from the caller.
         let (header, f) = unsafe { Self::take(header) };
         if header.admitted {
             shared.admission.release(1);
         }
         // Latency, as for any task: ready -> start, start -> end.
-        let outcome = shared.stats.timed(
-            shared.worker_here(),
-            Latency::wait(Priority::Normal),
-            header.ready,
-            || crate::task::run_detached(f),
-        );
+        let attempt =
+            shared
+                .stats
+                .start_attempt(worker, Latency::wait(Priority::Normal), header.ready);
+        let outcome = crate::task::run_detached(f);
+        shared.stats.end_attempt(attempt);
         match outcome {
             Ok(()) => shared.task_finished(Event::Completed),
             Err(payload) => {
@@ -170,14 +170,15 @@ impl SpawnRef {
         SpawnRef(block.cast())
     }
 
-    /// Runs the task on this thread and counts its outcome.
+    /// Runs the task on this thread and counts its outcome. `worker`: this
+    /// thread's index among the pool's workers, if it is one.
     #[inline]
-    pub(crate) fn run(self, shared: &Shared) {
+    pub(crate) fn run(self, shared: &Shared, worker: Option<usize>) {
         let header = self.0;
         std::mem::forget(self);
         // SAFETY: the header is live (a `SpawnRef` owns a live cell), and
         // `run` is the vtable entry of that cell's type.
-        unsafe { (header.as_ref().vtable.run)(header, shared) };
+        unsafe { (header.as_ref().vtable.run)(header, shared, worker) };
     }
 
     /// Resolves the task without running it (`shutdown_now`): the closure

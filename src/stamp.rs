@@ -17,7 +17,10 @@
 //! A worker reuses the end stamp of one attempt as the start stamp of the
 //! next one when it found that job straight away ([`take_boundary`]); the
 //! worker loop forgets it ([`forget_boundary`]) whenever time passes
-//! unstamped in between (a spin, a park, a join or scope job).
+//! unstamped in between (a spin, a park, a join or scope job). So a task
+//! run back to back with another costs one clock read when it starts
+//! running (none) and one when it ends; the other is taken when it becomes
+//! ready.
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -76,6 +79,16 @@ pub(crate) fn calibrate() -> &'static Calibration {
 }
 
 impl Calibration {
+    /// A TSC calibration at `ns_per_tick`, for tests of the tick tables.
+    #[cfg(test)]
+    pub(crate) fn with_ns_per_tick(ns_per_tick: f64) -> Calibration {
+        Calibration {
+            tsc: true,
+            epoch: Instant::now(),
+            ns_per_tick,
+        }
+    }
+
     /// A stamp: now, in this calibration's units.
     #[inline]
     pub(crate) fn now(&self) -> u64 {
@@ -131,53 +144,46 @@ fn rdtsc() -> u64 {
     0 // never called: `tsc_usable` is false here
 }
 
-// The last stamp a worker took, for the next attempt's start: `NOT_WORKER`
-// on other threads (their stamps are never reused), `NONE` on a worker that
-// has none. Under loom, model threads share OS threads: no reuse there.
-const NOT_WORKER: u64 = u64::MAX;
+// The last stamp this thread's worker took, for its next attempt's start,
+// or `NONE`. Only attempts run by one of a pool's workers (the caller
+// knows: `Stats::start_attempt` gets the worker's index) read and write
+// it, so another thread's stamps are never reused. Under loom, model
+// threads share OS threads: no reuse there.
 const NONE: u64 = 0;
 std::thread_local! {
-    static BOUNDARY: std::cell::Cell<u64> = const { std::cell::Cell::new(NOT_WORKER) };
+    static BOUNDARY: std::cell::Cell<u64> = const { std::cell::Cell::new(NONE) };
 }
 
-/// Marks the calling thread as a worker: its end stamps may be reused.
+/// A thread starts working for a pool: it has no stamp to reuse yet.
 pub(crate) fn enter_worker() {
-    if !cfg!(loom) {
-        BOUNDARY.with(|b| b.set(NONE));
+    forget_boundary();
+}
+
+/// The start stamp of an attempt on a worker: the worker's last stamp if
+/// nothing unstamped happened since, else a fresh one.
+#[inline]
+pub(crate) fn take_boundary(cal: &Calibration) -> u64 {
+    if cfg!(loom) {
+        return cal.now();
+    }
+    match BOUNDARY.with(|b| b.replace(NONE)) {
+        NONE => cal.now(),
+        t => t,
     }
 }
 
-/// The start stamp of an attempt: the worker's last stamp if nothing
-/// unstamped happened since, else a fresh one.
-#[inline]
-pub(crate) fn take_boundary(cal: &Calibration) -> u64 {
-    BOUNDARY.with(|b| match b.get() {
-        NOT_WORKER => cal.now(),
-        NONE => cal.now(),
-        t => {
-            b.set(NONE);
-            t
-        }
-    })
-}
-
-/// An attempt ended at `t`: on a worker, the next attempt may start there.
+/// An attempt on a worker ended at `t`: the worker's next attempt may
+/// start there.
 #[inline]
 pub(crate) fn set_boundary(t: u64) {
-    BOUNDARY.with(|b| {
-        if b.get() != NOT_WORKER {
-            b.set(t.clamp(1, NOT_WORKER - 1));
-        }
-    })
+    // `NONE` is no stamp: a clock that reads 0 (the first nanosecond of
+    // the epoch) is taken as 1.
+    BOUNDARY.with(|b| b.set(t.max(1)));
 }
 
 /// Time passes unstamped on this worker (a spin, a park, user code after
 /// the end stamp): the next attempt takes a fresh stamp.
 #[inline]
 pub(crate) fn forget_boundary() {
-    BOUNDARY.with(|b| {
-        if b.get() != NOT_WORKER {
-            b.set(NONE);
-        }
-    })
+    BOUNDARY.with(|b| b.set(NONE));
 }

@@ -141,8 +141,14 @@ pub(crate) trait Job: Send + Sync + 'static {
     /// Claims the task and runs one attempt (or resolves it, if it was
     /// cancelled or expired meanwhile). A stale queue entry does nothing.
     /// `me` is the reference the caller runs it through (a retry queues a
-    /// clone of it): see `CellArc::run`.
-    fn run_attempt(&self, me: &CellArc<dyn Job>, shared: &crate::sync::Arc<Shared>);
+    /// clone of it): see `CellArc::run`. `worker`: this thread's index
+    /// among the pool's workers, if it is one.
+    fn run_attempt(
+        &self,
+        me: &CellArc<dyn Job>,
+        shared: &crate::sync::Arc<Shared>,
+        worker: Option<usize>,
+    );
     /// Resolves a task that has not started (or waits for a retry).
     /// Returns true when this call resolved it.
     fn abort(&self, shared: &Shared, why: Abort) -> bool;
@@ -605,9 +611,10 @@ impl CellArc<dyn Job> {
     /// Runs one attempt of the task (see [`Job::run_attempt`]); this
     /// reference goes when it returns, and outlives every use of the cell
     /// in the attempt (a handle may drop its own reference meanwhile).
+    /// `worker`: this thread's index among the pool's workers, if it is one.
     #[inline]
-    pub(crate) fn run(self, shared: &crate::sync::Arc<Shared>) {
-        self.run_attempt(&self, shared);
+    pub(crate) fn run(self, shared: &crate::sync::Arc<Shared>, worker: Option<usize>) {
+        self.run_attempt(&self, shared, worker);
     }
 }
 
@@ -632,7 +639,12 @@ impl<T: Send + 'static, B: Body<T>> Job for TaskCell<T, B> {
         &self.header
     }
 
-    fn run_attempt(&self, me: &CellArc<dyn Job>, shared: &crate::sync::Arc<Shared>) {
+    fn run_attempt(
+        &self,
+        me: &CellArc<dyn Job>,
+        shared: &crate::sync::Arc<Shared>,
+        worker: Option<usize>,
+    ) {
         let first = self.header.attempts.load(Ordering::Relaxed) == 0;
         let expired = first && self.deadline_at().is_some_and(|d| shared.clock.now() >= d);
         let state = &self.header.state;
@@ -708,18 +720,16 @@ impl<T: Send + 'static, B: Body<T>> Job for TaskCell<T, B> {
         }
         // Latency: ready -> start (queue wait), start -> end (run time).
         let previous = CURRENT_TASK.with(|c| c.replace(&self.header.state as *const Futex));
-        let outcome = shared.stats.timed(
-            shared.worker_here(),
+        let attempt = shared.stats.start_attempt(
+            worker,
             Latency::wait(self.header.priority),
             self.header.ready.load(Ordering::Relaxed),
-            || {
-                catch_unwind(AssertUnwindSafe(|| {
-                    // SAFETY: we own RUNNING, so the body is ours until we
-                    // give it up.
-                    self.body.with_mut(|b| unsafe { (*b).call() })
-                }))
-            },
         );
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: we own RUNNING, so the body is ours until we give it up.
+            self.body.with_mut(|b| unsafe { (*b).call() })
+        }));
+        shared.stats.end_attempt(attempt);
         CURRENT_TASK.with(|c| c.set(previous));
         match outcome {
             Ok(Ok(value)) => self.finish(shared, SUCCEEDED, Ok(value), true, None),

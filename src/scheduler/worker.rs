@@ -237,14 +237,14 @@ impl WorkerThread {
                 if self.shared.stopping_now() {
                     task.abort(&self.shared, Abort::Cancelled);
                 } else {
-                    task.run(&self.shared);
+                    task.run(&self.shared, Some(self.index));
                 }
             }
             JobRef::Spawned(task) => {
                 if self.shared.stopping_now() {
                     task.cancel(&self.shared);
                 } else {
-                    task.run(&self.shared);
+                    task.run(&self.shared, Some(self.index));
                 }
             }
             JobRef::Heap(f) => {
