@@ -165,8 +165,8 @@ impl Builder {
 
     /// How long a worker above the floor of an elastic pool stays without
     /// work before it retires (default 10 s). Zero: it retires as soon as it
-    /// runs out of work (after its short spin), so the pool never idles
-    /// above its floor, at the price of a thread start per burst. Ignored
+    /// runs out of work, so the pool never idles above its floor, at the
+    /// price of a thread start per burst. Ignored
     /// by a fixed-size pool, which never retires a worker, and by inline
     /// and manual pools.
     pub fn keep_alive(mut self, d: Duration) -> Self {
@@ -338,7 +338,7 @@ impl Builder {
         };
         Arc::new(Shared {
             lanes: Lanes::new(&locals, floor),
-            sleep: Sleep::new(max),
+            sleep: Sleep::new(max, max > floor),
             searching: crossbeam_utils::CachePadded::new(AtomicUsize::new(0)),
             stats: Stats::new(max),
             admission: Admission::new(self.capacity),

@@ -38,7 +38,7 @@
 //!   sees bursts more often than every `keep_alive` keeps its threads, so it
 //!   does not pay a start and a retirement per burst; one idle for longer
 //!   goes back to the floor. A zero `keep_alive` means a worker above the
-//!   floor retires as soon as it runs out of work (after its short spin).
+//!   floor retires as soon as it runs out of work.
 //!
 //! Once the pool is shut down it starts no more workers: the live ones
 //! finish the accepted work.

@@ -36,8 +36,9 @@
 //! worker when it leaves (cancel, or the end of `park`), learning from the
 //! bit whether it absorbed a wake-up. Only the worker sets its bit.
 //!
-//! Besides the bits, `asleep` counts the workers between `prepare` and
-//! their leave, claimed or not: an elastic pool starts a worker only when
+//! Besides the bits, an elastic pool's `asleep` counts the workers between
+//! `prepare` and their leave, claimed or not (a fixed-size pool keeps no
+//! such count, and pays no read-modify-write for it): an elastic pool starts a worker only when
 //! no worker is announced and unclaimed and `asleep` is zero (nobody is
 //! parked to take the job; see `elastic`). A worker above an elastic
 //! pool's floor parks with a deadline ([`park_until`](Sleep::park_until)),
@@ -119,7 +120,8 @@ pub(crate) struct Sleep {
     idle: Box<[CachePadded<AtomicU64>]>,
     /// Workers between `prepare` and their leave, claimed or not (for an
     /// elastic pool's growth signal: nobody parked to wake).
-    asleep: CachePadded<AtomicUsize>,
+    /// `None` for a fixed-size pool.
+    asleep: Option<CachePadded<AtomicUsize>>,
     slots: Box<[CachePadded<Slot>]>,
 }
 
@@ -136,13 +138,14 @@ fn locate(index: usize) -> (usize, u64) {
 }
 
 impl Sleep {
-    /// Slots for workers `0..workers`.
-    pub(crate) fn new(workers: usize) -> Self {
+    /// Slots for workers `0..workers`; `elastic`: count the workers asleep
+    /// (see [`is_empty`](Self::is_empty)).
+    pub(crate) fn new(workers: usize, elastic: bool) -> Self {
         Sleep {
             idle: (0..workers.div_ceil(BITS))
                 .map(|_| CachePadded::new(AtomicU64::new(0)))
                 .collect(),
-            asleep: CachePadded::new(AtomicUsize::new(0)),
+            asleep: elastic.then(|| CachePadded::new(AtomicUsize::new(0))),
             slots: (0..workers)
                 .map(|_| {
                     CachePadded::new(Slot {
@@ -166,7 +169,9 @@ impl Sleep {
         // this announcement bumps the epoch after the key was read.
         let epoch = slot.epoch.load(Ordering::SeqCst);
         let (word, bit) = locate(index);
-        self.asleep.fetch_add(1, Ordering::SeqCst);
+        if let Some(asleep) = &self.asleep {
+            asleep.fetch_add(1, Ordering::SeqCst);
+        }
         self.idle[word].fetch_or(bit, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         Key { index, epoch }
@@ -182,7 +187,9 @@ impl Sleep {
         // (a load after our own set cannot return a value older than it).
         let claimed = idle.load(Ordering::Acquire) & bit == 0
             || idle.fetch_and(!bit, Ordering::AcqRel) & bit == 0;
-        self.asleep.fetch_sub(1, Ordering::SeqCst);
+        if let Some(asleep) = &self.asleep {
+            asleep.fetch_sub(1, Ordering::SeqCst);
+        }
         claimed
     }
 
@@ -190,7 +197,9 @@ impl Sleep {
     /// not (an elastic pool's growth signal: nobody parked to wake).
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
-        self.asleep.load(Ordering::SeqCst) == 0
+        self.asleep
+            .as_ref()
+            .is_none_or(|a| a.load(Ordering::SeqCst) == 0)
     }
 
     /// Withdraws an announced sleep; true if a wake-up was absorbed.

@@ -6,7 +6,6 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
 use crate::sync::deque::{Steal, Worker};
-use crossbeam_utils::Backoff;
 
 use super::elastic::Slot;
 use super::lanes::{take, HIGH_BURST, LIFO_BURST, LOW_EVERY};
@@ -22,6 +21,49 @@ thread_local! {
     #[allow(clippy::missing_const_for_thread_local)]
     static CURRENT: Cell<*const WorkerThread> = Cell::new(std::ptr::null());
 }
+
+/// A spin window: `spins` steps of doubling spin hints (1, 2, 4, ...),
+/// then `yields` yields, re-searching after each step.
+#[derive(Clone, Copy)]
+struct SpinWindow {
+    spins: u32,
+    yields: u32,
+}
+
+/// How long a worker that ran out of work spins before it parks: not at
+/// all. An idle worker waits for submissions whose arrival it cannot
+/// predict, and since a notifier wakes the worker on its own CPU (see the
+/// sleep module), a spinning worker mostly holds the core its submitter
+/// needs.
+///
+/// Measured 2026-12-02 with `cargo run --release -p runq-bench -- --only
+/// idle_cost,wake_latency,spawn_many_remote_idle,remote_spawn,ping_pong
+/// --engines tokio-blocking,crossbeam,mpsc --repeat 5`, twice per window,
+/// pinned, 2 workers, the machine shared with other builds (load average
+/// 10 to 13). idle_cost as CPU per wall second and its ratio to
+/// tokio-blocking (the best peer) in the same run, for (spin steps,
+/// yields): (7, 4), crossbeam's `Backoff`, the window before: 1.56% and
+/// 1.51% (1.63x, 1.29x); the same with at most one spinning worker: 1.38%,
+/// 1.56% (1.44x, 1.56x: with one task at a time only one worker spins
+/// anyway); (4, 1): 1.10%, 1.04% (1.03x, 1.02x); (7, 0): 0.93%, 1.06%
+/// (1.04x, 1.12x); (0, 0): 0.68%, 0.74% (0.92x, 0.84x). The throughput
+/// workloads of the same runs differed between windows by less than between
+/// two runs of one window (no window was consistently faster), and
+/// wake_latency p50 stayed 9 to 13 µs for all.
+const IDLE_SPIN: SpinWindow = SpinWindow {
+    spins: 0,
+    yields: 0,
+};
+
+/// How long a helping waiter (a `join` or a handle waited on inside a task)
+/// spins before it parks: crossbeam's `Backoff` window, about a hundred
+/// spin hints and then four yields. The event it waits for (a stolen half
+/// finishing) is usually microseconds away, and parking costs a futex
+/// wake-up round trip when it comes.
+const HELP_SPIN: SpinWindow = SpinWindow {
+    spins: 7,
+    yields: 4,
+};
 
 /// One worker thread's private state. Lives on the worker's stack.
 pub(crate) struct WorkerThread {
@@ -260,18 +302,9 @@ impl WorkerThread {
         }
     }
 
-    /// Spins briefly, re-searching. The window is crossbeam's `Backoff`
-    /// (about a hundred spin hints, then a few yields): long enough to catch
-    /// a task submitted right behind the last one, short enough that an idle
-    /// pool stops using CPU within microseconds.
-    ///
-    /// Measured 2026-12-02 with runq-bench's idle_cost (one task per ms,
-    /// pinned, 2 workers, the machine shared with other builds), as
-    /// (doubling spin steps, yields) -> CPU per wall second: (7, 4), this
-    /// window: 0.83%; (7, 0): 2.09%; (5, 0): 2.63%; (9, 0): 3.76%. The
-    /// yields hand the core to the submitter sharing it, and the window
-    /// without them parks and is woken more often; so it stays as it is.
-    fn spin(&self, done: impl Fn() -> bool) -> Option<JobRef> {
+    /// Spins for `window`, re-searching after each step; stops early when
+    /// `done` turns true.
+    fn spin(&self, window: SpinWindow, done: impl Fn() -> bool) -> Option<JobRef> {
         if cfg!(loom) {
             // The models explore parking directly: a spin only multiplies
             // the interleavings without adding a protocol step.
@@ -279,9 +312,14 @@ impl WorkerThread {
         }
         // Time passes unstamped: the next attempt takes a fresh start stamp.
         crate::stamp::forget_boundary();
-        let backoff = Backoff::new();
-        while !backoff.is_completed() {
-            backoff.snooze();
+        for step in 0..window.spins + window.yields {
+            if step < window.spins {
+                for _ in 0..1u32 << step {
+                    std::hint::spin_loop();
+                }
+            } else {
+                crate::sync::thread::yield_now();
+            }
             if done() {
                 return None;
             }
@@ -325,10 +363,11 @@ impl WorkerThread {
                 self.execute(job);
                 continue;
             }
-            // Out of work: search for a while. A searching worker is
-            // counted, so submitters need not wake anyone meanwhile.
+            // Out of work: search for a while (`IDLE_SPIN`: no time at all
+            // by default). A searching worker is counted, so submitters need
+            // not wake anyone meanwhile.
             shared.searching.fetch_add(1, Ordering::SeqCst);
-            if let Some(job) = self.spin(|| false) {
+            if let Some(job) = self.spin(IDLE_SPIN, || false) {
                 if shared.searching.fetch_sub(1, Ordering::SeqCst) == 1 {
                     // The last searcher found work: a push may have skipped
                     // its wake-up because we searched, so pass it on.
@@ -392,7 +431,10 @@ impl WorkerThread {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return false;
             }
-            if let Some(job) = self.find_work().or_else(|| self.spin(|| probe.is_done())) {
+            if let Some(job) = self
+                .find_work()
+                .or_else(|| self.spin(HELP_SPIN, || probe.is_done()))
+            {
                 self.execute(job);
                 continue;
             }
