@@ -16,7 +16,7 @@ use crate::scheduler::elastic::Crew;
 use crate::scheduler::lanes::{Admission, Lanes};
 use crate::scheduler::sleep::Sleep;
 use crate::scheduler::{JobRef, Lifecycle, Shared};
-use crate::sync::{thread, Arc, AtomicUsize, Mutex};
+use crate::sync::{Arc, AtomicUsize, Mutex};
 use crate::timer::Timer;
 
 /// The largest accepted `workers(n)` and `max_workers(n)`. Far above any
@@ -381,7 +381,7 @@ impl Builder {
         #[cfg(not(loom))]
         {
             let s = shared.clone();
-            let spawned = thread::Builder::new()
+            let spawned = crate::sync::thread::Builder::new()
                 .name(format!("{}-timer", self.thread_name))
                 .spawn(move || crate::timer::run_timer(s));
             match spawned {

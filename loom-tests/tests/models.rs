@@ -497,3 +497,87 @@ fn status_is_terminal_after_wait() {
         h.wait().unwrap();
     });
 }
+
+/// An elastic pool: one worker always, two at most, and a zero keep-alive,
+/// so a second worker starts when a push finds nobody free and retires as
+/// soon as it runs dry (the models need no clock).
+fn elastic_pool() -> Pool {
+    Pool::builder()
+        .workers(1)
+        .max_workers(2)
+        .keep_alive(std::time::Duration::ZERO)
+        .pin_workers(false)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn elastic_retiring_worker_racing_a_submission_runs_the_task() {
+    // The first spawn may start a second worker (the floor worker is still
+    // starting or busy); with a zero keep-alive it retires as soon as it
+    // finds no work, racing the second spawn. A wake-up it absorbs on its
+    // way out must be passed on: both tasks run once, and the shutdown
+    // that waits for them returns (a lost wake-up is a loom deadlock).
+    model(|| {
+        let p = elastic_pool();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (a, b) = (runs.clone(), runs.clone());
+        p.spawn(move || {
+            a.fetch_add(1, SeqCst);
+        })
+        .unwrap();
+        p.spawn(move || {
+            b.fetch_add(10, SeqCst);
+        })
+        .unwrap();
+        let report = p.shutdown();
+        assert_eq!(runs.load(SeqCst), 11, "each task ran exactly once");
+        assert_eq!(report.completed, 2);
+    });
+}
+
+#[test]
+fn elastic_start_racing_shutdown_leaves_no_thread() {
+    // A submission from another thread may start a worker while the pool
+    // shuts down: the start either comes before the shutdown's last look
+    // (and the thread is joined) or finds the pool closed and starts
+    // nothing. Once both returned, no thread handle is left unjoined and no
+    // start is pending.
+    model(|| {
+        let p = elastic_pool();
+        let p2 = p.clone();
+        let t = thread::spawn(move || p2.submit(|| 1).map(|h| h.wait().unwrap()));
+        let report = p.shutdown();
+        let submitted = t.join().unwrap();
+        assert_eq!(runq::__loom::unjoined(&p), 0, "a thread was left behind");
+        assert_eq!(report.submitted, submitted.is_ok() as u64);
+    });
+}
+
+#[test]
+fn elastic_block_in_place_racing_completion_runs_every_task() {
+    // A task queues a child in its worker's "next task" slot, then blocks in
+    // place: the child must be handed off (the floor's only worker is the
+    // blocked one) and run, on a stand-in or on the worker once it is back,
+    // while the stand-in may retire at any point. The shutdown waits for
+    // both (or refuses the child, if it closed intake first).
+    model(|| {
+        let p = elastic_pool();
+        let inner = p.clone();
+        let ran = Arc::new(AtomicUsize::new(0));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (r, acc) = (ran.clone(), accepted.clone());
+        p.spawn(move || {
+            let child = inner.spawn(move || {
+                r.fetch_add(1, SeqCst);
+            });
+            acc.store(child.is_ok() as usize, SeqCst);
+            runq::block_in_place(|| ());
+        })
+        .unwrap();
+        let report = p.shutdown();
+        let accepted = accepted.load(SeqCst);
+        assert_eq!(report.completed, 1 + accepted as u64);
+        assert_eq!(ran.load(SeqCst), accepted, "an accepted child ran once");
+    });
+}

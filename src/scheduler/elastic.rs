@@ -70,15 +70,22 @@
 //! passes a wake-up on (`notify_one`) if anything waits.
 //!
 //! Why no task is stranded: a submitter pushes, fences, then reads the
-//! sleeper count. If its fence comes first in the SeqCst order, the
-//! retiring worker's look in (5) sees the job and passes the wake on; if
-//! the worker's withdrawal comes first, the submitter sees one sleeper fewer
-//! and wakes another (or, with nobody parked, starts a worker, or leaves
-//! the job to the busy ones, which search after every job). A wake-up the
-//! submitter sent to the retiring worker is absorbed in (2) and re-sent in
-//! (5), because its push is visible to the worker's look (the worker's
-//! withdrawal read the submitter's count). The loom model
-//! `elastic_retiring_worker_racing_a_submission_runs_the_task` checks it.
+//! sleeper count. If the worker's withdrawal (2) comes first in the SeqCst
+//! order, the submitter sees one sleeper fewer: it wakes another, or, with
+//! nobody parked, starts a worker (the growth signal) or leaves the job to
+//! the busy ones, which search after every job. If the submitter's fence
+//! comes first, it may have counted the retiring worker and sent the
+//! wake-up "to" it: the epoch bump still ends the wait of every other
+//! sleeper that read its key before, and the futex wake goes to a thread
+//! asleep in the kernel, which the retiring worker never is. Nobody is
+//! woken only if no other worker is parked (all busy, or blocked in
+//! `block_in_place`); then the look in (5), whose fence follows the
+//! submitter's, sees the job and passes the wake on, which on a pool
+//! whose workers are all busy starts a worker in the slot just given back.
+//! The loom model `elastic_retiring_worker_racing_a_submission_runs_the_task`
+//! checks the race with the floor worker parked or busy; it also passes
+//! without (5), since there the floor worker always comes back: (5) is for
+//! workers that block for long, which no model bounds.
 //!
 //! # Starting without leaving a thread behind
 //!
@@ -235,21 +242,29 @@ impl Crew {
             self.registry.lock().me = Some(shared.clone());
         }
         for _ in 0..n {
-            let slot = self.reserve().expect("a slot per floor worker");
+            let (slot, _) = self.reserve(false).expect("a slot per floor worker");
             self.launch(shared.clone(), slot, Some(started.clone()), false)?;
         }
         Ok(())
     }
 
-    /// Records a thread that is not a worker (the timer), to be joined at shutdown.
+    /// Records a thread that is not a worker (the timer), to be joined at
+    /// shutdown. (Under loom there is no timer thread.)
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn adopt(&self, handle: thread::JoinHandle<()>) {
         self.registry.lock().handles.push(handle);
     }
 
-    /// Counts a start and takes the lowest vacant slot, or gives up if the
-    /// pool is at its ceiling (or a retiring worker has not given its slot
-    /// back yet).
-    fn reserve(&self) -> Option<Slot> {
+    /// Counts a start live, then, in one hold of the registry lock, takes
+    /// the lowest vacant slot and counts the start pending (and, with
+    /// `need_me`, takes a reference to the pool, which shutdown takes
+    /// away first). Gives up if the pool is at its ceiling, shut down, or a
+    /// retiring worker has not given its slot back yet. Doing it all under
+    /// one lock is what lets `join_all` see every start that got past
+    /// shutdown's `close` (the loom model
+    /// `elastic_start_racing_shutdown_leaves_no_thread` finds a thread left
+    /// behind when the reference is taken in a hold of its own).
+    fn reserve(&self, need_me: bool) -> Option<(Slot, Option<Arc<Shared>>)> {
         let max = self.elastic.as_ref().map_or(usize::MAX, |e| e.max);
         let mut live = self.live.load(Ordering::Relaxed);
         loop {
@@ -266,15 +281,29 @@ impl Crew {
                 Err(l) => live = l,
             }
         }
-        let slot = self.registry.lock().vacant.pop();
-        if slot.is_none() {
-            self.live.fetch_sub(1, Ordering::SeqCst);
+        let mut reg = self.registry.lock();
+        let me = if need_me { reg.me.clone() } else { None };
+        let slot = if need_me && me.is_none() {
+            None
+        } else {
+            reg.vacant.pop()
+        };
+        if slot.is_some() {
+            reg.pending += 1;
         }
-        slot
+        drop(reg);
+        match slot {
+            Some(slot) => Some((slot, me)),
+            None => {
+                drop(me);
+                self.live.fetch_sub(1, Ordering::SeqCst);
+                None
+            }
+        }
     }
 
-    /// Spawns the worker thread for `slot` (already counted live) and
-    /// records its handle. `elastic_start`: the thread clears `starting`
+    /// Spawns the worker thread for `slot` (already counted live and
+    /// pending by [`reserve`](Self::reserve)) and records its handle. `elastic_start`: the thread clears `starting`
     /// once it runs.
     fn launch(
         &self,
@@ -289,7 +318,6 @@ impl Crew {
         let now = self.live.load(Ordering::Relaxed) as u64;
         self.peak.fetch_max(now, Ordering::Relaxed);
         self.started.fetch_add(1, Ordering::Relaxed);
-        self.registry.lock().pending += 1;
         let spawned = thread::Builder::new()
             .name(format!("{}-{index}", self.name))
             .spawn(move || run_worker(shared, slot, core, started, elastic_start));
@@ -327,11 +355,7 @@ impl Crew {
         {
             return;
         }
-        let Some(shared) = self.registry.lock().me.clone() else {
-            e.starting.store(false, Ordering::Release);
-            return;
-        };
-        let Some(slot) = self.reserve() else {
+        let Some((slot, Some(shared))) = self.reserve(true) else {
             e.starting.store(false, Ordering::Release);
             return;
         };
