@@ -5,7 +5,10 @@
 //! delays, deadlines that expire, keys that collide, guards, nested
 //! submit-and-wait, scopes and joins, batches, cancels at random moments,
 //! and a `shutdown` or `shutdown_now` while the submitters are still
-//! submitting. An independent ledger (atomics per task) then checks that
+//! submitting. Half the rounds run an elastic pool (a ceiling up to 4 above
+//! the floor, keep-alives from zero to 10 ms, so that workers start and
+//! retire all through the round) with tasks that block in
+//! `block_in_place`. An independent ledger (atomics per task) then checks that
 //!
 //! * every accepted task reached exactly one terminal state, consistent with
 //!   what its body did, and its callback ran exactly once;
@@ -74,6 +77,7 @@ enum Kind {
     Nested,
     Scoped,
     Cooperative,
+    Blocking,
 }
 
 impl Kind {
@@ -89,6 +93,7 @@ impl Kind {
             8 => Kind::Nested,
             9 => Kind::Scoped,
             10 => Kind::Cooperative,
+            11 => Kind::Blocking,
             _ => panic!("bad kind {v}"),
         }
     }
@@ -241,7 +246,8 @@ struct Ctx {
 /// Describes a fresh task for slot `id` and notes its kind in the ledger.
 fn build_task(ctx: &Ctx, rng: &mut Rng, id: usize, depth: u32) -> Task<u64> {
     let kind = match rng.below(100) {
-        0..=19 => Kind::Plain,
+        0..=9 => Kind::Plain,
+        10..=19 => Kind::Blocking,
         20..=29 => Kind::Panics,
         30..=44 => Kind::Flaky,
         45..=54 => Kind::Delayed,
@@ -331,6 +337,14 @@ fn build_task(ctx: &Ctx, rng: &mut Rng, id: usize, depth: u32) -> Task<u64> {
             Task::new(move || {
                 run();
                 scoped_body(&inner_ctx, id);
+                value
+            })
+        }
+        Kind::Blocking => {
+            let pause = Duration::from_micros(rng.below(500));
+            Task::new(move || {
+                run();
+                runq::block_in_place(|| std::thread::sleep(pause));
                 value
             })
         }
@@ -668,6 +682,15 @@ fn soak_every_accepted_task_ends_once_and_nothing_leaks() {
             .workers(workers)
             .pin_workers(rng.percent(50))
             .thread_name(prefix.clone());
+        let ceiling = if rng.percent(50) {
+            workers + 1 + rng.below(4) as usize
+        } else {
+            workers
+        };
+        let keep_alive = [0, 200, 2_000, 10_000][rng.below(4) as usize];
+        builder = builder
+            .max_workers(ceiling)
+            .keep_alive(Duration::from_micros(keep_alive));
         let policy = match rng.below(6) {
             0 => Some(WhenFull::Block),
             1 => Some(WhenFull::Reject),
@@ -833,6 +856,9 @@ fn soak_every_accepted_task_ends_once_and_nothing_leaks() {
             if m.submitted != m.completed + m.failed + m.cancelled + m.expired {
                 ledger.anomaly(format!("metrics do not balance: {m:?}"));
             }
+            if m.peak_workers > ceiling as u64 || m.workers_retired > m.workers_started {
+                ledger.anomaly(format!("worker counts out of bounds: {m:?}"));
+            }
             if m.submitted != accepted {
                 ledger.anomaly(format!(
                     "metrics count {} submitted, the ledger {accepted}",
@@ -867,8 +893,10 @@ fn soak_every_accepted_task_ends_once_and_nothing_leaks() {
         }
 
         println!(
-            "round {round}: workers={workers} submitters={submitters} policy={policy:?} {}{ending:?} after {shutdown_after:?}: \
+            "round {round}: workers={workers}..{ceiling} (started {}, retired {}) submitters={submitters} policy={policy:?} {}{ending:?} after {shutdown_after:?}: \
              accepted={accepted} refused={refused} ok={} panicked={} failed={} cancelled={} expired={} shutdown={} retried={}",
+            m.workers_started,
+            m.workers_retired,
             if drain_first { "drain, " } else { "" },
             counts[Outcome::Ok as usize],
             counts[Outcome::Panicked as usize],
