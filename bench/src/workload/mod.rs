@@ -107,9 +107,9 @@ impl Size {
             stall_limit: Duration::from_secs(1),
             mix_tasks: 2_000,
             block_every: 5,
-            bursts: 4,
-            burst_tasks: 500,
-            burst_gap: Duration::from_millis(60),
+            bursts: 3,
+            burst_tasks: 300,
+            burst_gap: Duration::from_millis(200),
         }
     }
 
@@ -141,7 +141,7 @@ impl Size {
             block_every: 5,
             bursts: 10,
             burst_tasks: 2_000,
-            burst_gap: Duration::from_millis(100),
+            burst_gap: Duration::from_millis(500),
         }
     }
 
