@@ -238,14 +238,38 @@ impl Crew {
         n: usize,
         started: &Arc<CountLatch>,
     ) -> std::io::Result<()> {
-        if self.elastic.is_some() {
-            self.registry.lock().me = Some(shared.clone());
+        // One hold of the lock for all of them, and one more to record
+        // them: the loom models, which all start a pool, explore fewer
+        // interleavings that way.
+        let slots: Vec<Slot> = {
+            let mut reg = self.registry.lock();
+            if self.elastic.is_some() {
+                reg.me = Some(shared.clone());
+            }
+            reg.pending += n;
+            (0..n)
+                .map(|_| reg.vacant.pop().expect("a slot per floor worker"))
+                .collect()
+        };
+        self.live.fetch_add(n, Ordering::SeqCst);
+        let mut handles = Vec::with_capacity(n);
+        let mut failed = None;
+        for slot in slots {
+            if failed.is_none() {
+                match self.spawn(shared.clone(), slot, Some(started.clone()), false) {
+                    Ok(h) => handles.push(h),
+                    Err(e) => failed = Some(e),
+                }
+            } else {
+                // Never started: not live.
+                self.live.fetch_sub(1, Ordering::SeqCst);
+            }
         }
-        for _ in 0..n {
-            let (slot, _) = self.reserve(false).expect("a slot per floor worker");
-            self.launch(shared.clone(), slot, Some(started.clone()), false)?;
-        }
-        Ok(())
+        let mut reg = self.registry.lock();
+        reg.pending -= n;
+        reg.handles.extend(handles);
+        drop(reg);
+        failed.map_or(Ok(()), Err)
     }
 
     /// Records a thread that is not a worker (the timer), to be joined at
@@ -303,8 +327,8 @@ impl Crew {
     }
 
     /// Spawns the worker thread for `slot` (already counted live and
-    /// pending by [`reserve`](Self::reserve)) and records its handle. `elastic_start`: the thread clears `starting`
-    /// once it runs.
+    /// pending by [`reserve`](Self::reserve)) and records its handle.
+    /// `elastic_start`: the thread clears `starting` once it runs.
     fn launch(
         &self,
         shared: Arc<Shared>,
@@ -312,6 +336,25 @@ impl Crew {
         started: Option<Arc<CountLatch>>,
         elastic_start: bool,
     ) -> std::io::Result<()> {
+        let spawned = self.spawn(shared, slot, started, elastic_start);
+        let mut reg = self.registry.lock();
+        reg.pending -= 1;
+        let h = spawned?;
+        reap(&mut reg.handles);
+        reg.handles.push(h);
+        Ok(())
+    }
+
+    /// Spawns the worker thread for `slot`, counted live. If the OS refuses,
+    /// the closure, and the slot with it, is dropped unrun: the slot is lost
+    /// for good (the ceiling shrinks by one), and the start uncounted.
+    fn spawn(
+        &self,
+        shared: Arc<Shared>,
+        slot: Slot,
+        started: Option<Arc<CountLatch>>,
+        elastic_start: bool,
+    ) -> std::io::Result<thread::JoinHandle<()>> {
         let index = slot.index;
         let core = self.cores.get(index).copied();
         shared.lanes.widen(index);
@@ -321,24 +364,11 @@ impl Crew {
         let spawned = thread::Builder::new()
             .name(format!("{}-{index}", self.name))
             .spawn(move || run_worker(shared, slot, core, started, elastic_start));
-        let mut reg = self.registry.lock();
-        reg.pending -= 1;
-        match spawned {
-            Ok(h) => {
-                reap(&mut reg.handles);
-                reg.handles.push(h);
-                Ok(())
-            }
-            Err(e) => {
-                // The closure, and the slot with it, was dropped unrun: the
-                // slot's deque goes with it, so the slot is lost for good
-                // (the ceiling shrinks by one; the OS refused a thread).
-                drop(reg);
-                self.live.fetch_sub(1, Ordering::SeqCst);
-                self.started.fetch_sub(1, Ordering::Relaxed);
-                Err(e)
-            }
+        if spawned.is_err() {
+            self.live.fetch_sub(1, Ordering::SeqCst);
+            self.started.fetch_sub(1, Ordering::Relaxed);
         }
+        spawned
     }
 
     /// Work waits and no worker is free: start one, if the pool is elastic,
@@ -412,9 +442,9 @@ impl Crew {
         }
     }
 
-    /// A worker ends (it retired, or the pool finished): its slot is
-    /// vacant again. (A worker that exits at shutdown stays counted live,
-    /// see `Metrics::live_workers`; no start follows a shutdown.)
+    /// A retired worker's slot is vacant again. (A worker that exits
+    /// because the pool finished keeps its slot and stays counted live,
+    /// see `Metrics::live_workers`: no start follows a shutdown.)
     pub(crate) fn vacate(&self, slot: Slot) {
         let mut reg = self.registry.lock();
         let at = reg.vacant.partition_point(|s| s.index > slot.index);

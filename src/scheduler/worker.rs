@@ -635,14 +635,16 @@ pub(crate) fn run_worker(
         shared,
         ..
     } = worker;
+    if !retired {
+        // The pool finished: no worker will take the slot again.
+        return;
+    }
     shared.crew.vacate(Slot { index, local });
-    if retired {
-        // Step (5) of retiring (`elastic` module docs): look again, behind
-        // a fence, and pass on a wake-up this worker may have absorbed.
-        fence(Ordering::SeqCst);
-        if shared.lanes.has_work() {
-            shared.notify_one();
-        }
+    // Step (5) of retiring (`elastic` module docs): look again, behind a
+    // fence, and pass on a wake-up this worker may have absorbed.
+    fence(Ordering::SeqCst);
+    if shared.lanes.has_work() {
+        shared.notify_one();
     }
 }
 
