@@ -515,9 +515,10 @@ fn elastic_pool() -> Pool {
 fn elastic_retiring_worker_racing_a_submission_runs_the_task() {
     // The first spawn may start a second worker (the floor worker is still
     // starting or busy); with a zero keep-alive it retires as soon as it
-    // finds no work, racing the second spawn. A wake-up it absorbs on its
-    // way out must be passed on: both tasks run once, and the shutdown
-    // that waits for them returns (a lost wake-up is a loom deadlock).
+    // finds no work, racing the second submission, which may claim it as
+    // the sleeper to wake. A wake-up it absorbs on its way out must be
+    // passed on: the second task runs (a lost wake-up is a loom deadlock),
+    // and each runs once.
     model(|| {
         let p = elastic_pool();
         let runs = Arc::new(AtomicUsize::new(0));
@@ -526,10 +527,12 @@ fn elastic_retiring_worker_racing_a_submission_runs_the_task() {
             a.fetch_add(1, SeqCst);
         })
         .unwrap();
-        p.spawn(move || {
-            b.fetch_add(10, SeqCst);
-        })
-        .unwrap();
+        // Waited for before the shutdown, whose wake-everyone would
+        // otherwise rescue a lost wake-up.
+        p.submit(move || b.fetch_add(10, SeqCst))
+            .unwrap()
+            .wait()
+            .unwrap();
         let report = p.shutdown();
         assert_eq!(runs.load(SeqCst), 11, "each task ran exactly once");
         assert_eq!(report.completed, 2);

@@ -69,23 +69,18 @@
 //! slot back, (5) issues a SeqCst fence and looks at the queues again, and
 //! passes a wake-up on (`notify_one`) if anything waits.
 //!
-//! Why no task is stranded: a submitter pushes, fences, then reads the
-//! sleeper count. If the worker's withdrawal (2) comes first in the SeqCst
-//! order, the submitter sees one sleeper fewer: it wakes another, or, with
-//! nobody parked, starts a worker (the growth signal) or leaves the job to
-//! the busy ones, which search after every job. If the submitter's fence
-//! comes first, it may have counted the retiring worker and sent the
-//! wake-up "to" it: the epoch bump still ends the wait of every other
-//! sleeper that read its key before, and the futex wake goes to a thread
-//! asleep in the kernel, which the retiring worker never is. Nobody is
-//! woken only if no other worker is parked (all busy, or blocked in
-//! `block_in_place`); then the look in (5), whose fence follows the
-//! submitter's, sees the job and passes the wake on, which on a pool
-//! whose workers are all busy starts a worker in the slot just given back.
-//! The loom model `elastic_retiring_worker_racing_a_submission_runs_the_task`
-//! checks the race with the floor worker parked or busy; it also passes
-//! without (5), since there the floor worker always comes back: (5) is for
-//! workers that block for long, which no model bounds.
+//! Why no task is stranded: a submitter pushes, fences, then looks for an
+//! announced sleeper to claim (see `sleep`). If the worker's withdrawal (2)
+//! comes first in the SeqCst order, the submitter does not see it: it claims
+//! another sleeper, or, with nobody parked, starts a worker (the growth
+//! signal) or leaves the job to the busy ones, which search after every
+//! job. If the submitter's fence comes first, it may claim the retiring
+//! worker itself (a wake-up goes to one worker's own futex word): the
+//! worker absorbs that claim in (2), and its look in (5), whose fence
+//! follows the submitter's claim, sees the job and passes the wake-up on,
+//! to a parked worker, or, with all of them busy, by starting a worker in
+//! the slot just given back. The loom model
+//! `elastic_retiring_worker_racing_a_submission_runs_the_task` checks it.
 //!
 //! # Starting without leaving a thread behind
 //!
