@@ -8,8 +8,8 @@
 //! two differ most in the latency lines.
 //!
 //! ```text
-//! cargo bench --bench engines              # everything, a few minutes on 2 cores
-//! cargo bench --bench engines -- chain     # one group
+//! cargo bench -p runq-bench --bench engines            # everything, a few minutes on 2 cores
+//! cargo bench -p runq-bench --bench engines -- chain   # one group
 //! ```
 //!
 //! spawn_remote, spawn_local, chain and fib go through criterion's
