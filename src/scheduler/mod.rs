@@ -165,12 +165,13 @@ impl Shared {
         }
     }
 
-    /// A wake-up that only ramps the pool up (more work is visible than one
-    /// worker runs), never one a task depends on: the push of every task
-    /// already made its own [`notify_one`](Self::notify_one). So it skips
-    /// the fence, and the wake, when a plain look shows a searching worker
-    /// or no sleeper without a wake-up coming: on a busy pool it costs two
-    /// loads instead of a fence.
+    /// A wake-up that only adds parallelism, never one progress depends on:
+    /// ramping up (more work is visible than one worker runs; the push of
+    /// every task already made its own [`notify_one`](Self::notify_one)), or
+    /// offering a `join`'s second half (the joiner runs it itself if nobody
+    /// steals it). So it skips the fence, and the wake, when a plain look
+    /// shows a searching worker or no sleeper without a wake-up coming: on a
+    /// busy pool it costs two loads instead of a fence.
     #[inline]
     pub(crate) fn nudge(&self) {
         if self.searching.load(Ordering::Relaxed) == 0 && self.sleep.may_need_wake() {

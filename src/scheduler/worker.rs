@@ -31,10 +31,10 @@ struct SpinWindow {
 }
 
 /// How long a worker that ran out of work spins before it parks: not at
-/// all. An idle worker waits for submissions whose arrival it cannot
-/// predict, and since a notifier wakes the worker on its own CPU (see the
-/// sleep module), a spinning worker mostly holds the core its submitter
-/// needs.
+/// all, unless its last sleep was short ([`STREAM_SPIN`]). An idle worker
+/// waits for submissions whose arrival it cannot predict, and since a
+/// notifier wakes the worker on its own CPU (see the sleep module), a
+/// spinning worker mostly holds the core its submitter needs.
 ///
 /// Measured 2026-12-02 with `cargo run --release -p runq-bench -- --only
 /// idle_cost,wake_latency,spawn_many_remote_idle,remote_spawn,ping_pong
@@ -529,11 +529,10 @@ impl WorkerThread {
         let ptr = job_ref.ptr;
         let guard = AbortOnUnwind;
         self.local.push(JobRef::Stack(job_ref));
-        // Only a nudge (no fence): nobody depends on this wake-up, since
-        // `b` is either stolen by a worker already awake or popped back
-        // and run here below. A sleeper that misses it costs parallelism,
-        // never progress, and a fence per join was most of the gap to
-        // rayon on fib (rayon makes the same trade).
+        // A nudge, not a fenced notify (see `Shared::nudge`): a sleeper
+        // that misses it costs parallelism, never progress, and a fence per
+        // join was most of the gap to rayon on fib (rayon makes the same
+        // trade).
         self.shared.nudge();
         let ra = catch_unwind(AssertUnwindSafe(a));
         let rb = loop {
