@@ -21,7 +21,8 @@ use runq::{Pool, Priority, Retry, Status, SubmitError, Task, TaskError};
 /// Runs `f` under loom with a preemption bound of 2 (unless
 /// `LOOM_MAX_PREEMPTIONS` says otherwise), first with a futex that only
 /// wakes when told, then with one that also returns spuriously. Prints how
-/// many executions each pass explored and how long it took.
+/// many executions each pass explored and how long it took, after the
+/// model's name.
 fn model<F: Fn() + Sync + Send + 'static>(f: F) {
     model_capped(None, f);
 }
@@ -43,8 +44,10 @@ fn model_capped<F: Fn() + Sync + Send + 'static>(cap: Option<usize>, f: F) {
             n.fetch_add(1, SeqCst);
             g()
         });
+        // Named: CI runs two models at a time, so lines interleave.
         eprintln!(
-            "  spurious wake-ups {}: {} executions in {:.1?}",
+            "  {}: spurious wake-ups {}: {} executions in {:.1?}",
+            std::thread::current().name().unwrap_or("model"),
             if spurious { "on" } else { "off" },
             runs.load(SeqCst),
             start.elapsed()
