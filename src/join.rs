@@ -11,7 +11,7 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
 use crate::latch::Latch;
 use crate::scheduler::worker::WorkerThread;
-use crate::scheduler::{JobRef, Shared};
+use crate::scheduler::{HeapRef, JobRef, Shared};
 use crate::sync::{Arc, UnsafeCell};
 
 /// Runs `a` and `b`, potentially in parallel, and returns both results.
@@ -109,11 +109,10 @@ where
         theirs.result.with_mut(|p| unsafe { *p = Some(r) });
         theirs.latch.set(shared);
     };
-    let job: Box<dyn FnOnce(&Shared) + Send + '_> = Box::new(job);
     // SAFETY: the job borrows from the caller's frame (through `a`, `b` in
     // `cold`). We do not return, and nothing below can unwind, before the
     // latch is set, which the job does after its last use of them.
-    let job: Box<dyn FnOnce(&Shared) + Send + 'static> = unsafe { std::mem::transmute(job) };
+    let job = unsafe { HeapRef::new(job) };
     shared.lanes.normal.push(JobRef::Heap(job));
     shared.notify_one();
     cold.latch.wait_blocking();

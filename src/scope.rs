@@ -18,7 +18,7 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
 use crate::latch::CountLatch;
 use crate::scheduler::worker::WorkerThread;
-use crate::scheduler::{JobRef, Shared};
+use crate::scheduler::{HeapRef, JobRef, Shared};
 use crate::sync::{Arc, Mutex};
 use crate::unwind::AbortOnUnwind;
 
@@ -70,13 +70,12 @@ impl<'scope> Scope<'scope> {
             let latch = scope.latch.clone();
             latch.done_one(shared);
         };
-        let job: Box<dyn FnOnce(&Shared) + Send + 'scope> = Box::new(job);
         // SAFETY: the scope outlives every spawned closure (module docs), so
-        // erasing `'scope` never lets a borrow dangle.
-        let job: Box<dyn FnOnce(&Shared) + Send + 'static> = unsafe { std::mem::transmute(job) };
+        // what `job` borrows for `'scope` never dangles.
+        let job = JobRef::Heap(unsafe { HeapRef::new(job) });
         match WorkerThread::current_of(&self.shared) {
-            Some(worker) => worker.push_local(JobRef::Heap(job)),
-            None => self.shared.lanes.normal.push(JobRef::Heap(job)),
+            Some(worker) => worker.push_local(job),
+            None => self.shared.lanes.normal.push(job),
         }
         self.shared.notify_one();
     }

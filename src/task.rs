@@ -335,7 +335,7 @@ impl<T: Send + 'static, B: Body<T>> TaskCell<T, B> {
     #[inline]
     pub(crate) fn into_cell(self) -> CellArc<dyn TaskJob<T>> {
         // SAFETY: the closure only unsizes the pointer.
-        unsafe { CellArc::new(self).coerce(|p| p as *mut Inner<dyn TaskJob<T>>) }
+        unsafe { CellArc::new_job(self).coerce(|p| p as *mut Inner<dyn TaskJob<T>>) }
     }
 
     fn deadline_at(&self) -> Option<Instant> {

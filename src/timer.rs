@@ -385,7 +385,7 @@ fn expire(shared: &Shared, job: CellArc<dyn Job>) {
         return;
     }
     if job.has_callback() {
-        shared.lanes.high.push(JobRef::Task(job));
+        shared.lanes.high.push(JobRef::Task(job.into_thin()));
         shared.notify_one();
     } else {
         job.abort(shared, Abort::Expired);

@@ -53,12 +53,13 @@ pub(crate) mod worker;
 
 use std::collections::HashSet;
 use std::fmt;
+use std::ptr::NonNull;
 use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
 use crate::builder::WhenFull;
-use crate::cell::CellArc;
+use crate::cell::{CellArc, ThinJob};
 use crate::clock::Clock;
 use crate::dead_letter::{DeadLetter, DeadLetterHook};
 use crate::manual::Driven;
@@ -71,17 +72,78 @@ use lanes::{Admission, Lanes};
 use sleep::Sleep;
 use worker::WorkerThread;
 
-/// What the queues carry.
+/// What the queues carry: two words, the kind and one pointer (see
+/// [`ThinJob`] for what a third word cost).
 pub(crate) enum JobRef {
     /// A submitted task: one attempt of it.
-    Task(CellArc<dyn Job>),
+    Task(ThinJob),
     /// A fire-and-forget task in a recycled cell (`Pool::spawn`).
     Spawned(crate::spawned::SpawnRef),
     /// A scope spawn or a cold `join`: a boxed closure whose borrows are
     /// kept alive by a caller that waits for it (see `scope.rs`, `join.rs`).
-    Heap(Box<dyn FnOnce(&Shared) + Send + 'static>),
+    Heap(HeapRef),
     /// The second half of a `join` on a worker, living on that worker's stack.
     Stack(worker::StackRef),
+}
+
+const _: () = assert!(std::mem::size_of::<JobRef>() == 2 * std::mem::size_of::<usize>());
+const _: () = assert!(std::mem::size_of::<Option<JobRef>>() == std::mem::size_of::<JobRef>());
+
+/// A boxed closure as one pointer: the box starts with the function that
+/// runs (or, unrun, drops) it.
+pub(crate) struct HeapRef(NonNull<()>);
+
+/// Runs the job at the pointer with `Some`, drops it unrun with `None`;
+/// either way frees its box.
+type HeapFn = unsafe fn(NonNull<()>, Option<&Shared>);
+
+#[repr(C)]
+struct HeapJob<F> {
+    call: HeapFn,
+    f: F,
+}
+
+// SAFETY: the box holds a `Send` closure, and the `HeapRef` is its only
+// reference.
+unsafe impl Send for HeapRef {}
+
+impl HeapRef {
+    /// Boxes `f`.
+    ///
+    /// # Safety
+    /// Whatever `f` borrows outlives its run (or its drop): the caller waits
+    /// for it (see `scope.rs`, `join.rs`), since the job itself may be held
+    /// by a queue for any time.
+    pub(crate) unsafe fn new<F: FnOnce(&Shared) + Send>(f: F) -> HeapRef {
+        /// # Safety
+        /// `p` comes from `HeapRef::new` for this `F`, used once.
+        unsafe fn call<F: FnOnce(&Shared)>(p: NonNull<()>, shared: Option<&Shared>) {
+            // SAFETY: `new` made `p` with `Box::into_raw` of a `HeapJob<F>`.
+            let job = unsafe { Box::from_raw(p.cast::<HeapJob<F>>().as_ptr()) };
+            if let Some(shared) = shared {
+                (job.f)(shared);
+            }
+        }
+        let job = Box::new(HeapJob { call: call::<F>, f });
+        // SAFETY: `Box::into_raw` is never null.
+        HeapRef(unsafe { NonNull::new_unchecked(Box::into_raw(job)) }.cast())
+    }
+
+    /// Runs the closure.
+    pub(crate) fn run(self, shared: &Shared) {
+        let p = self.0;
+        std::mem::forget(self);
+        // SAFETY: `p` is a live box from `new`, whose first field is its
+        // `call`; we gave up the only reference, so it is used once.
+        unsafe { (*p.cast::<HeapFn>().as_ptr())(p, Some(shared)) }
+    }
+}
+
+impl Drop for HeapRef {
+    fn drop(&mut self) {
+        // SAFETY: as in `run`; `drop` is the reference's last use.
+        unsafe { (*self.0.cast::<HeapFn>().as_ptr())(self.0, None) }
+    }
 }
 
 /// What every worker, handle and pool clone shares.
@@ -197,7 +259,7 @@ impl Shared {
         if let Some(driven) = &self.driven {
             return driven.push(job, priority);
         }
-        self.push_ref(JobRef::Task(job), priority);
+        self.push_ref(JobRef::Task(job.into_thin()), priority);
     }
 
     /// [`push`](Self::push) for any job the queues carry, on a pool with

@@ -306,6 +306,7 @@ impl WorkerThread {
     pub(crate) fn execute(&self, job: JobRef) {
         match job {
             JobRef::Task(task) => {
+                let task = task.widen();
                 if self.shared.stopping_now() {
                     task.abort(&self.shared, Abort::Cancelled);
                 } else {
@@ -320,13 +321,13 @@ impl WorkerThread {
                 }
             }
             JobRef::Heap(f) => {
-                f(&self.shared);
+                f.run(&self.shared);
                 crate::stamp::forget_boundary();
             }
             JobRef::Stack(r) => {
                 // SAFETY: a StackRef is only created by `join` below, which
                 // keeps the job alive until it is executed or popped back.
-                unsafe { (r.exec)(r.ptr, &self.shared) };
+                unsafe { r.execute(&self.shared) };
                 crate::stamp::forget_boundary();
             }
         }
@@ -526,7 +527,7 @@ impl WorkerThread {
         // are dropped quietly, see `unwind`), and should anything unwind
         // anyway, `guard` aborts before this frame is left.
         let job_ref = unsafe { job_b.as_ref() };
-        let ptr = job_ref.ptr;
+        let ptr = job_ref.0;
         let guard = AbortOnUnwind;
         self.local.push(JobRef::Stack(job_ref));
         // A nudge, not a fenced notify (see `Shared::nudge`): a sleeper
@@ -540,7 +541,7 @@ impl WorkerThread {
                 break job_b.take_result();
             }
             match self.local.pop() {
-                Some(JobRef::Stack(r)) if r.ptr == ptr => break job_b.run_inline(),
+                Some(JobRef::Stack(r)) if r.0 == ptr => break job_b.run_inline(),
                 Some(other) => self.execute(other),
                 None => {
                     self.wait_until(&job_b.latch, None);
@@ -566,17 +567,34 @@ impl WorkerThread {
     }
 }
 
-/// The second half of a `join`, on the joining worker's stack.
+/// The second half of a `join`, on the joining worker's stack. Its first
+/// field is the function that runs it, so that a [`StackRef`] is one word.
+#[repr(C)]
 struct StackJob<F, R> {
+    exec: StackFn,
     func: UnsafeCell<Option<F>>,
     result: UnsafeCell<Option<std::thread::Result<R>>>,
     latch: Latch,
 }
 
+/// What runs a [`StackJob`] whose address it is given.
+type StackFn = unsafe fn(*const (), &Shared);
+
 /// A type-erased pointer to a [`StackJob`].
-pub(crate) struct StackRef {
-    ptr: *const (),
-    exec: unsafe fn(*const (), &Shared),
+pub(crate) struct StackRef(*const ());
+
+impl StackRef {
+    /// Runs the job and sets its latch.
+    ///
+    /// # Safety
+    /// The job is alive, and this reference was taken out of the deque
+    /// exactly once (see `StackJob::execute`).
+    unsafe fn execute(self, shared: &Shared) {
+        // SAFETY: a live `StackJob` starts with its `exec` (repr C).
+        let exec = unsafe { *(self.0 as *const StackFn) };
+        // SAFETY: by our contract.
+        unsafe { exec(self.0, shared) }
+    }
 }
 
 // SAFETY: a StackRef is moved to the thief's thread together with the right
@@ -586,6 +604,7 @@ unsafe impl Send for StackRef {}
 impl<F: FnOnce() -> R + Send, R: Send> StackJob<F, R> {
     fn new(f: F) -> Self {
         StackJob {
+            exec: Self::execute,
             func: UnsafeCell::new(Some(f)),
             result: UnsafeCell::new(None),
             latch: Latch::new(),
@@ -595,10 +614,7 @@ impl<F: FnOnce() -> R + Send, R: Send> StackJob<F, R> {
     /// # Safety
     /// The job must outlive every use of the returned reference.
     unsafe fn as_ref(&self) -> StackRef {
-        StackRef {
-            ptr: self as *const Self as *const (),
-            exec: Self::execute,
-        }
+        StackRef(self as *const Self as *const ())
     }
 
     /// # Safety
