@@ -283,9 +283,8 @@ fn many_grow_and_shrink_cycles_run_every_task_once() {
     assert_eq!(report.submitted, (rounds * 16) as u64);
     assert_eq!(report.completed, report.submitted);
     assert!(pool.metrics().peak_workers <= 4);
-    if !cfg!(miri) {
-        assert_eq!(threads_named("el-cycles-"), 0, "a thread was left behind");
-    }
+    // A joined thread can stay listed for a moment after its join.
+    common::wait_threads_gone("el-cycles-");
 }
 
 #[test]
@@ -312,13 +311,7 @@ fn shutdown_joins_every_worker_of_a_grown_pool() {
         for h in handles {
             wait(h).unwrap();
         }
-        if !cfg!(miri) {
-            assert_eq!(
-                threads_named(&format!("{name}-")),
-                0,
-                "a thread was left behind"
-            );
-        }
+        common::wait_threads_gone(&format!("{name}-"));
     }
 }
 
