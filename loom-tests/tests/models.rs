@@ -359,7 +359,11 @@ fn lifo_slot_one_worker_two_spawned_children_each_run_once() {
         let h = p
             .submit(move || {
                 let (a, b) = (r.clone(), r.clone());
-                inner.spawn(move || drop(a.fetch_add(1, SeqCst))).unwrap();
+                inner
+                    .spawn(move || {
+                        a.fetch_add(1, SeqCst);
+                    })
+                    .unwrap();
                 inner.submit(move || b.fetch_add(10, SeqCst)).unwrap()
             })
             .unwrap();
