@@ -78,8 +78,9 @@ struct Ops {
     /// Gives the memory back where it came from (a block, or the global
     /// allocator with this cell type's layout).
     free: unsafe fn(NonNull<u8>),
-    /// Rebuilds a `CellArc<dyn Job>` from the cell's address (cells made
-    /// by [`CellArc::new_job`] only).
+    /// Rebuilds a `CellArc<dyn Job>` from the cell's address. `None` only
+    /// for the plain cells the unit tests make (`CellArc::new`): every
+    /// cell of the library is a task's, made by [`CellArc::new_job`].
     widen: Option<Widen>,
 }
 
@@ -89,6 +90,7 @@ type Widen = unsafe fn(NonNull<u8>) -> CellArc<dyn Job>;
 /// The [`Ops`] of cell type `C`, as constants the references point to.
 struct OpsOf<C>(PhantomData<C>);
 
+#[cfg(test)]
 impl<C> OpsOf<C> {
     const PLAIN: Ops = Ops {
         free: free::<C>,
@@ -123,15 +125,15 @@ const fn fits<C>() -> bool {
 /// Frees the memory of an `Inner<C>`.
 ///
 /// # Safety
-/// `p` came from [`CellArc::new`] for this `C`, its cell was dropped, and
+/// `p` came from `CellArc::with_ops` for this `C`, its cell was dropped, and
 /// no reference to it is left.
 unsafe fn free<C>(p: NonNull<u8>) {
     if fits::<C>() {
-        // SAFETY: `new` took this block from the large class (`fits`), and
+        // SAFETY: `with_ops` took this block from the large class (`fits`), and
         // the caller gives it up once.
         unsafe { recycle::give_of(Class::Large, p) };
     } else {
-        // SAFETY: `new` allocated it with this layout.
+        // SAFETY: `with_ops` allocated it with this layout.
         unsafe { dealloc(p.as_ptr(), Layout::new::<Inner<C>>()) };
     }
 }
@@ -165,13 +167,15 @@ impl<C: ?Sized> Unpin for CellArc<C> {}
 
 impl<C> CellArc<C> {
     /// Moves `cell` into a recycled block (or its own allocation when it
-    /// does not fit; see the module docs).
-    #[cfg_attr(not(test), allow(dead_code))]
-    #[inline]
+    /// does not fit; see the module docs). A cell that is no task, for the
+    /// tests of the counts.
+    #[cfg(test)]
     pub(crate) fn new(cell: C) -> CellArc<C> {
         Self::with_ops(cell, &OpsOf::<C>::PLAIN)
     }
 
+    /// Moves `cell` into a recycled block (or its own allocation when it
+    /// does not fit; see the module docs), with its type's `ops`.
     #[inline]
     fn with_ops(cell: C, ops: &'static Ops) -> CellArc<C> {
         let p = if fits::<C>() {
@@ -202,8 +206,8 @@ impl<C> CellArc<C> {
 }
 
 impl<C: Job> CellArc<C> {
-    /// [`new`](CellArc::new) for a task cell, whose queue entries can then
-    /// be [`ThinJob`]s.
+    /// Moves a task's cell into a recycled block (or its own allocation;
+    /// see the module docs). Its queue entries can then be [`ThinJob`]s.
     #[inline]
     pub(crate) fn new_job(cell: C) -> CellArc<C> {
         Self::with_ops(cell, &OpsOf::<C>::JOB)
@@ -368,11 +372,11 @@ impl<C: ?Sized> Drop for CellWeak<C> {
         weak.load(Ordering::Acquire);
         let p = self.ptr.as_ptr();
         // SAFETY: the memory lives while a weak count is held, and `ops`
-        // is a plain field written once by `new`.
+        // is a plain field written once by `with_ops`.
         let free = unsafe { (*p).ops.free };
         // SAFETY: the weak count reached zero (Acquire load above), so the
         // strong one did before and the cell was dropped; no reference to
-        // the memory is left, and `free` is the function `new` chose for
+        // the memory is left, and `free` is the function `with_ops` was given for
         // this cell's type.
         unsafe { free(self.ptr.cast()) };
     }
@@ -414,8 +418,8 @@ impl ThinJob {
         // starts with the counts and `ops`.
         let ops = unsafe { (*p.cast::<Inner<()>>().as_ptr()).ops };
         match ops.widen {
-            // SAFETY: `into_thin` checked this is a job cell's `widen`, and
-            // the strong count we held moves into the result.
+            // SAFETY: `ops` is this cell's own, so `widen` is for its type,
+            // and the strong count we held moves into the result.
             Some(widen) => unsafe { widen(p) },
             None => std::process::abort(),
         }
