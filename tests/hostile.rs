@@ -373,7 +373,12 @@ fn output_dropped_with_the_last_handle(workers: usize) {
     let b = bombs.clone();
     let h = pool.submit(move || Bomb(b)).unwrap();
     wait_until("the task to finish", || h.is_finished());
-    drop(h); // the output's destructor panics, inside a catch
+    // The output's destructor panics, inside a catch: here, or on the
+    // worker if it still holds the task for a moment after finishing it.
+    drop(h);
+    wait_until("the output to be dropped", || {
+        bombs.load(Ordering::SeqCst) > 0
+    });
     assert_eq!(bombs.load(Ordering::SeqCst), 1);
     assert_all_workers_alive(&pool);
     let (_report, m) = shut_down(pool);
