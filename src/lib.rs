@@ -201,6 +201,40 @@ pub mod __loom {
         crate::builder::WAIT_FOR_START.with(|s| s.set(on));
     }
 
+    /// The lanes' FIFO queue (`scheduler/injector.rs`), holding numbers,
+    /// for models of its own.
+    pub struct Injector(crate::scheduler::injector::Injector<usize>);
+
+    impl std::fmt::Debug for Injector {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Injector").finish_non_exhaustive()
+        }
+    }
+
+    impl Injector {
+        /// A queue whose ring holds `capacity` values before it overflows.
+        pub fn with_capacity(capacity: usize) -> Injector {
+            Injector(crate::scheduler::injector::Injector::with_capacity(
+                capacity,
+            ))
+        }
+
+        /// Appends `value`.
+        pub fn push(&self, value: usize) {
+            self.0.push(value);
+        }
+
+        /// Takes the oldest value.
+        pub fn pop(&self) -> Option<usize> {
+            self.0.pop()
+        }
+
+        /// Is the queue empty?
+        pub fn is_empty(&self) -> bool {
+            self.0.is_empty()
+        }
+    }
+
     /// Threads of `pool` not joined yet, and starts between reserving a
     /// slot and recording their thread: both 0 once a shutdown returned.
     pub fn unjoined(pool: &crate::Pool) -> usize {

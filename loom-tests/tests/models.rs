@@ -591,3 +591,54 @@ fn elastic_block_in_place_racing_completion_runs_every_task() {
         assert_eq!(ran.load(SeqCst), accepted, "an accepted child ran once");
     });
 }
+
+#[test]
+fn injector_push_racing_take_through_the_overflow_keeps_fifo() {
+    // A ring of two and four pushes: the later ones overflow unless the
+    // taker freed slots first, and the taker may refill the ring while the
+    // producer still pushes. The taker's values and those left after both
+    // threads end together are each job once, oldest first.
+    model(|| {
+        let q = Arc::new(runq::__loom::Injector::with_capacity(2));
+        let producer = {
+            let q = q.clone();
+            thread::spawn(move || (0..4).for_each(|v| q.push(v)))
+        };
+        let taker = {
+            let q = q.clone();
+            thread::spawn(move || (0..3).filter_map(|_| q.pop()).collect::<Vec<_>>())
+        };
+        producer.join().unwrap();
+        let mut got = taker.join().unwrap();
+        got.extend(std::iter::from_fn(|| q.pop()));
+        assert_eq!(got, [0, 1, 2, 3]);
+        assert!(q.is_empty());
+    });
+}
+
+#[test]
+fn injector_two_takers_refilling_from_the_overflow_take_each_job_once() {
+    // Two jobs in the ring, two in the overflow: both takers race for the
+    // head and for the refill. Each gets its jobs oldest first, and no job
+    // is lost or taken twice.
+    model(|| {
+        let q = Arc::new(runq::__loom::Injector::with_capacity(2));
+        (0..4).for_each(|v| q.push(v));
+        let takers: Vec<_> = (0..2)
+            .map(|_| {
+                let q = q.clone();
+                thread::spawn(move || (0..2).filter_map(|_| q.pop()).collect::<Vec<_>>())
+            })
+            .collect();
+        let mut all = Vec::new();
+        for t in takers {
+            let got = t.join().unwrap();
+            assert!(got.windows(2).all(|w| w[0] < w[1]), "{got:?}");
+            all.extend(got);
+        }
+        all.extend(std::iter::from_fn(|| q.pop()));
+        all.sort_unstable();
+        assert_eq!(all, [0, 1, 2, 3]);
+        assert!(q.is_empty());
+    });
+}

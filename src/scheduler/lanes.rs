@@ -2,7 +2,8 @@
 //!
 //! # Lanes
 //!
-//! - **High**: one global FIFO [`Injector`]. Every worker looks here first.
+//! - **High**: one global FIFO [`Injector`] (see [`injector`](super::injector)).
+//!   Every worker looks here first.
 //! - **Normal**: a global FIFO injector for tasks submitted from outside the
 //!   pool, plus one LIFO deque per worker for work spawned from inside (and
 //!   for `join`, which pops its second half back from the same end).
@@ -48,7 +49,7 @@
 //! permits does a release wake every waiter, so that the batch cannot
 //! swallow the one wake-up a single-task submitter behind it needed.
 
-use crate::sync::deque::{Injector, Steal, Stealer, Worker};
+use crate::sync::deque::{Injector, Stealer, Worker};
 use crossbeam_utils::CachePadded;
 
 use super::JobRef;
@@ -71,6 +72,18 @@ pub(crate) const LOW_EVERY: u32 = 32;
 /// the rest of the deque through.
 pub(crate) const LIFO_BURST: u32 = 3;
 
+/// Jobs the Normal injector's ring holds before it overflows into a locked
+/// queue: 1.5 MiB of address space per pool, resident only as far as a
+/// backlog ever reached (see the injector module). spawn_many_remote_idle
+/// queues tens of thousands of tasks behind its one submitter on a busy
+/// host; with an 8192-job ring it spent 5% of its samples growing and
+/// locking the overflow. (Small under Miri, so its runs go through the
+/// ring's wrap and the overflow.)
+pub(crate) const NORMAL_RING: usize = if cfg!(miri) { 4 } else { 1 << 16 };
+
+/// The same for the High and Low lanes, which see far less traffic.
+const SIDE_RING: usize = if cfg!(miri) { 2 } else { 1024 };
+
 pub(crate) struct Lanes {
     pub(crate) high: Injector<JobRef>,
     pub(crate) normal: Injector<JobRef>,
@@ -88,9 +101,9 @@ impl Lanes {
     /// them live from the start.
     pub(crate) fn new(locals: &[Worker<JobRef>], floor: usize) -> Lanes {
         Lanes {
-            high: Injector::new(),
-            normal: Injector::new(),
-            low: Injector::new(),
+            high: Injector::with_capacity(SIDE_RING),
+            normal: Injector::with_capacity(NORMAL_RING),
+            low: Injector::with_capacity(SIDE_RING),
             stealers: locals.iter().map(Worker::stealer).collect(),
             span: (locals.len() > floor).then(|| CachePadded::new(AtomicUsize::new(floor))),
         }
@@ -127,27 +140,6 @@ impl Lanes {
             || !self.normal.is_empty()
             || !self.low.is_empty()
             || self.live_stealers().iter().any(|s| !s.is_empty())
-    }
-}
-
-/// Takes one job from an injector, retrying on contention.
-///
-/// The emptiness check first costs two loads, where a failed `steal` costs a
-/// SeqCst fence: it keeps the High and Low lane checks that precede every
-/// search nearly free while those lanes are empty. Missing a job pushed right
-/// now is harmless: a worker re-checks after announcing its sleep (see the
-/// sleep module), behind a fence of its own.
-#[inline]
-pub(crate) fn take(injector: &Injector<JobRef>) -> Option<JobRef> {
-    if injector.is_empty() {
-        return None;
-    }
-    loop {
-        match injector.steal() {
-            Steal::Success(job) => return Some(job),
-            Steal::Empty => return None,
-            Steal::Retry => std::hint::spin_loop(),
-        }
     }
 }
 

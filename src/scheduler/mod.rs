@@ -47,6 +47,7 @@
 //! the same edge.
 
 pub(crate) mod elastic;
+pub(crate) mod injector;
 pub(crate) mod lanes;
 pub(crate) mod sleep;
 pub(crate) mod worker;
@@ -236,9 +237,17 @@ impl Shared {
     /// busy pool it costs two loads instead of a fence.
     #[inline]
     pub(crate) fn nudge(&self) {
-        if self.searching.load(Ordering::Relaxed) == 0 && self.sleep.may_need_wake() {
+        if self.may_nudge() {
             self.notify_one();
         }
+    }
+
+    /// Would a [`nudge`](Self::nudge) wake anyone? Two plain loads; a
+    /// caller that must look at something costlier to decide whether help
+    /// is wanted looks after this.
+    #[inline]
+    pub(crate) fn may_nudge(&self) -> bool {
+        self.searching.load(Ordering::Relaxed) == 0 && self.sleep.may_need_wake()
     }
 
     /// Wakes every sleeping worker (and helping waiter).

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::sync::deque::{Steal, Worker};
 
 use super::elastic::Slot;
-use super::lanes::{take, HIGH_BURST, LIFO_BURST, LOW_EVERY};
+use super::lanes::{HIGH_BURST, LIFO_BURST, LOW_EVERY};
 use super::{random_u64, JobRef, Shared};
 use crate::latch::{CountLatch, Latch, Probe};
 use crate::metrics::Event;
@@ -211,13 +211,13 @@ impl WorkerThread {
         let tick = self.ticks.get().wrapping_add(1);
         self.ticks.set(tick);
         if tick % LOW_EVERY == 0 {
-            if let Some(job) = take(&lanes.low) {
+            if let Some(job) = lanes.low.pop() {
                 return Some(job);
             }
         }
         let streak = self.high_streak.get();
         if streak < HIGH_BURST {
-            if let Some(job) = take(&lanes.high) {
+            if let Some(job) = lanes.high.pop() {
                 self.high_streak.set(streak + 1);
                 return Some(job);
             }
@@ -246,12 +246,12 @@ impl WorkerThread {
             return Some(job);
         }
         if streak >= HIGH_BURST {
-            if let Some(job) = take(&lanes.high) {
+            if let Some(job) = lanes.high.pop() {
                 self.high_streak.set(1);
                 return Some(job);
             }
         }
-        take(&lanes.low)
+        lanes.low.pop()
     }
 
     /// Takes the oldest job of the Normal injector. One at a time, not a
@@ -260,10 +260,12 @@ impl WorkerThread {
     /// submissions are promised FIFO starts.
     fn steal_injector(&self) -> Option<JobRef> {
         let injector = &self.shared.lanes.normal;
-        let job = take(injector)?;
-        if !injector.is_empty() {
-            // More than we can run right now: let a sleeper help.
-            self.shared.nudge();
+        let job = injector.pop()?;
+        // More than we can run right now: let a sleeper help. (The queue's
+        // tail is the submitters' line: look at it only if a sleeper
+        // could be woken.)
+        if self.shared.may_nudge() && !injector.is_empty() {
+            self.shared.notify_one();
         }
         Some(job)
     }

@@ -1,17 +1,29 @@
-//! The work queues: `crossbeam-deque` in production; under loom and Miri,
-//! a twin with the same interface built on a mutex. Under loom that mutex is
+//! The work queues. The workers' deques are `crossbeam-deque`'s in
+//! production; under loom and Miri, a twin with the same interface built on
+//! a mutex. (The lanes' FIFO queue is runq's own; see [`Injector`].) Under loom that mutex is
 //! loom's, so a job handed from one thread to another through a queue
 //! carries a happens-before edge loom can see. Under Miri it is std's:
 //! crossbeam-epoch's tagged pointers need exposed provenance, which Miri's
 //! strict-provenance mode rejects, so Miri checks runq's own unsafe code
 //! around a queue of plain safe code. crossbeam checks its own deques; our
-//! models and Miri runs treat each queue operation as one atomic step.
+//! models and Miri runs treat each deque operation as one atomic step.
 
 #[cfg(not(any(loom, miri)))]
-pub(crate) use crossbeam_deque::{Injector, Steal, Stealer, Worker};
+pub(crate) use crossbeam_deque::{Steal, Stealer, Worker};
 
 #[cfg(any(loom, miri))]
-pub(crate) use twin::{Injector, Steal, Stealer, Worker};
+pub(crate) use twin::{Steal, Stealer, Worker};
+
+/// The lanes' FIFO queue: runq's own ring (`scheduler/injector.rs`),
+/// except in the scheduler's loom models, which take its twin (below).
+/// With the ring's dozen atomic steps per search, the models of two
+/// workers ran for over ten minutes each instead of seconds; the ring is
+/// checked by loom models of its own (`injector_*` in `loom-tests`), and
+/// Miri runs the scheduler on the ring itself.
+#[cfg(not(loom))]
+pub(crate) use crate::scheduler::injector::Injector;
+#[cfg(loom)]
+pub(crate) use twin::Injector;
 
 #[cfg(any(loom, miri))]
 mod twin {
@@ -44,14 +56,17 @@ mod twin {
         }
     }
 
-    /// A global FIFO queue.
+    /// A global FIFO queue with the interface of the scheduler's injector
+    /// (loom only; see the module docs).
+    #[cfg(loom)]
     pub(crate) struct Injector<T> {
         q: Mutex<VecDeque<T>>,
         n: AtomicUsize,
     }
 
+    #[cfg(loom)]
     impl<T> Injector<T> {
-        pub(crate) fn new() -> Self {
+        pub(crate) fn with_capacity(_: usize) -> Self {
             Injector {
                 q: Mutex::new(VecDeque::new()),
                 n: AtomicUsize::new(0),
@@ -62,8 +77,14 @@ mod twin {
             q.push_back(t);
             self.n.store(q.len(), SeqCst);
         }
-        pub(crate) fn steal(&self) -> Steal<T> {
-            take_front(&self.q, &self.n)
+        pub(crate) fn pop(&self) -> Option<T> {
+            if self.is_empty() {
+                return None;
+            }
+            match take_front(&self.q, &self.n) {
+                Steal::Success(t) => Some(t),
+                _ => None,
+            }
         }
         pub(crate) fn len(&self) -> usize {
             self.n.load(SeqCst)

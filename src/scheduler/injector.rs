@@ -1,0 +1,398 @@
+//! The global FIFO queues of the three lanes: a bounded ring, and a locked
+//! overflow for the jobs that do not fit.
+//!
+//! # Why not crossbeam's `Injector`
+//!
+//! It is an unbounded list of 63-slot blocks. A push is a CAS on the tail
+//! and a `fetch_or` on the slot; a take is a CAS on the head and another
+//! `fetch_or` (and, near empty, a fence and a read of the tail's line); and
+//! every 63rd push mallocs a 1.5 KiB block that a worker later frees. In the
+//! spawn_many_remote_idle profile the one outside submitter spent 13% of all
+//! samples in that push, most of it on the instruction after the tail CAS,
+//! and the workers queued on glibc's arena lock freeing the blocks.
+//!
+//! # The ring
+//!
+//! Dmitry Vyukov's bounded MPMC queue. Positions count up forever; the
+//! slot of position `pos` is `pos % capacity`, on lap `pos / capacity`.
+//! Each slot carries a stamp: `lap * capacity` while it is free for the
+//! push of its lap, one more once that push has written it, and
+//! `(lap + 1) * capacity` once the take has read it (free for the next
+//! lap). A push reserves its position with one CAS on `tail`, writes the
+//! job and publishes it with a Release store of the stamp; a take reserves
+//! with one CAS on `head`, reads, and frees the slot likewise. Producers
+//! touch `tail` and consumers `head` only; the slot line is the one that
+//! has to travel anyway.
+//!
+//! (Vyukov's sequence word is this stamp plus the slot's index. Without the
+//! index, a free ring is all zeros: it is allocated zeroed, so its pages are
+//! only touched, and resident, once a backlog reaches them. A pool that
+//! never queues more than a few hundred jobs pays for a few pages, not for
+//! the 1.5 MiB of [`NORMAL_RING`](super::lanes::NORMAL_RING) slots.)
+//!
+//! The ring is allocated once, with the pool: no allocation per job.
+//!
+//! A push that has reserved but not yet published blocks the takes behind
+//! it (they report the queue empty), as a crossbeam block slot does while
+//! its writer is preempted; [`is_empty`](Injector::is_empty) still says
+//! "not empty", so a worker keeps searching instead of parking.
+//!
+//! # The overflow, and FIFO order
+//!
+//! A push that finds the ring full, or finds `overflowing` set, appends to
+//! `overflow` under its lock and sets `overflowing`. So once a job went to
+//! the overflow, every later push follows it there until a taker has
+//! drained it: a job in the ring is never younger than one in the overflow
+//! that a push ordered before it. A taker looks at the ring first (older),
+//! and when it is empty and `overflowing` is set it takes the overflow's
+//! oldest job and moves up to [`REFILL`] more into the ring, all under the
+//! lock (later pushes wait for it, so they land behind), clearing
+//! `overflowing` only when the overflow is empty. The lanes module's FIFO
+//! promise for outside submissions therefore holds across the overflow.
+//!
+//! # Emptiness and sleep
+//!
+//! A worker parks only after it announced itself and then, behind a SeqCst
+//! fence, found every queue empty; a submitter pushes and then, behind a
+//! SeqCst fence, looks for sleepers (the sleep module). The push's store
+//! that the emptiness check reads is the tail CAS (or `overflowing`, set
+//! before the overflow lock is released), so one of the two sees the other.
+//!
+//! The loom models of the scheduler run on a mutex twin of this queue (see
+//! `sync::deque`); this one has models of its own, and Miri runs the whole
+//! scheduler on it.
+
+use std::collections::VecDeque;
+use std::mem::MaybeUninit;
+
+use crossbeam_utils::CachePadded;
+
+use crate::sync::{AtomicBool, AtomicUsize, Lock, Ordering, UnsafeCell};
+
+/// Jobs moved from the overflow into the ring per lock taken by a taker.
+const REFILL: usize = 256;
+
+struct Slot<T> {
+    /// The lap stamp (module docs).
+    stamp: AtomicUsize,
+    value: UnsafeCell<MaybeUninit<T>>,
+}
+
+/// A multi-producer, multi-consumer FIFO queue (see the module docs).
+pub(crate) struct Injector<T> {
+    head: CachePadded<AtomicUsize>,
+    tail: CachePadded<AtomicUsize>,
+    slots: Box<[Slot<T>]>,
+    /// `slots.len() - 1`; the length is a power of two.
+    mask: usize,
+    /// Set while `overflow` may hold jobs; changed under its lock.
+    overflowing: CachePadded<AtomicBool>,
+    overflow: Lock<VecDeque<T>>,
+    /// The overflow's length, for [`len`](Self::len) only (a hint, kept
+    /// out of loom's view).
+    overflow_len: std::sync::atomic::AtomicUsize,
+}
+
+// SAFETY: the queue moves `T`s between threads (needs `T: Send`); a slot's
+// value is accessed only by the one push or take that reserved its
+// position, ordered by its stamp (module docs).
+unsafe impl<T: Send> Send for Injector<T> {}
+// SAFETY: as above; every shared access goes through atomics or the lock.
+unsafe impl<T: Send> Sync for Injector<T> {}
+
+impl<T> Injector<T> {
+    /// A queue whose ring holds `capacity` jobs (rounded up to a power of
+    /// two, at least 2) before it overflows.
+    pub(crate) fn with_capacity(capacity: usize) -> Injector<T> {
+        let capacity = capacity.max(2).next_power_of_two();
+        Injector {
+            head: CachePadded::new(AtomicUsize::new(0)),
+            tail: CachePadded::new(AtomicUsize::new(0)),
+            slots: free_slots(capacity),
+            mask: capacity - 1,
+            overflowing: CachePadded::new(AtomicBool::new(false)),
+            overflow: Lock::new(VecDeque::new()),
+            overflow_len: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// Appends `value`.
+    #[inline]
+    pub(crate) fn push(&self, value: T) {
+        if self.overflowing.load(Ordering::Acquire) {
+            return self.push_overflow(value);
+        }
+        if let Err(value) = self.push_ring(value) {
+            self.push_overflow(value);
+        }
+    }
+
+    /// Pushes into the ring, or hands `value` back if the ring is full.
+    #[inline]
+    fn push_ring(&self, value: T) -> Result<(), T> {
+        let mut tail = self.tail.load(Ordering::Relaxed);
+        loop {
+            let slot = &self.slots[tail & self.mask];
+            let lap = tail & !self.mask;
+            let stamp = slot.stamp.load(Ordering::Acquire);
+            if stamp == lap {
+                match self.tail.compare_exchange_weak(
+                    tail,
+                    tail.wrapping_add(1),
+                    Ordering::SeqCst,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        // SAFETY: the CAS reserved position `tail`, whose
+                        // slot the stamp says is free (its last reader
+                        // released it with the store we acquired); no one
+                        // else touches it until we publish.
+                        slot.value.with_mut(|p| unsafe { (*p).write(value) });
+                        slot.stamp.store(lap + 1, Ordering::Release);
+                        return Ok(());
+                    }
+                    Err(now) => tail = now,
+                }
+            } else if (stamp.wrapping_sub(lap) as isize) < 0 {
+                // The slot still holds the job of the lap before: full.
+                return Err(value);
+            } else {
+                // Another push took `tail`; catch up.
+                tail = self.tail.load(Ordering::Relaxed);
+            }
+        }
+    }
+
+    #[cold]
+    fn push_overflow(&self, value: T) {
+        let mut overflow = self.overflow.lock();
+        overflow.push_back(value);
+        self.overflow_len
+            .store(overflow.len(), std::sync::atomic::Ordering::Relaxed);
+        self.overflowing.store(true, Ordering::SeqCst);
+    }
+
+    /// Takes the oldest job, or `None` if the queue looks empty (see the
+    /// module docs for a push caught between reserving and publishing).
+    #[inline]
+    pub(crate) fn pop(&self) -> Option<T> {
+        if let Some(value) = self.pop_ring() {
+            return Some(value);
+        }
+        if self.overflowing.load(Ordering::Acquire) {
+            return self.pop_overflow();
+        }
+        None
+    }
+
+    #[inline]
+    fn pop_ring(&self) -> Option<T> {
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            let slot = &self.slots[head & self.mask];
+            let lap = head & !self.mask;
+            let stamp = slot.stamp.load(Ordering::Acquire);
+            if stamp == lap + 1 {
+                match self.head.compare_exchange_weak(
+                    head,
+                    head.wrapping_add(1),
+                    Ordering::SeqCst,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        // SAFETY: the CAS reserved position `head`, which the
+                        // stamp says its push published (we acquired that
+                        // store); we read it once and free the slot.
+                        let value = slot.value.with(|p| unsafe { (*p).assume_init_read() });
+                        slot.stamp
+                            .store(lap.wrapping_add(self.mask + 1), Ordering::Release);
+                        return Some(value);
+                    }
+                    Err(now) => head = now,
+                }
+            } else if (stamp.wrapping_sub(lap + 1) as isize) < 0 {
+                // Not published yet at this position: empty for now.
+                return None;
+            } else {
+                // Another take got `head`; catch up.
+                head = self.head.load(Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Takes the overflow's oldest job and refills the ring from it (module
+    /// docs).
+    #[cold]
+    fn pop_overflow(&self) -> Option<T> {
+        let mut overflow = self.overflow.lock();
+        // A job pushed into the ring before the overflow began is older than
+        // every job here; take it first.
+        if let Some(value) = self.pop_ring() {
+            return Some(value);
+        }
+        let first = overflow.pop_front();
+        for _ in 0..REFILL {
+            let Some(value) = overflow.pop_front() else {
+                break;
+            };
+            if let Err(value) = self.push_ring(value) {
+                overflow.push_front(value);
+                break;
+            }
+        }
+        if overflow.is_empty() {
+            self.overflowing.store(false, Ordering::SeqCst);
+        }
+        self.overflow_len
+            .store(overflow.len(), std::sync::atomic::Ordering::Relaxed);
+        first
+    }
+
+    /// Is the queue empty? Exact when nothing races it; a push reserved but
+    /// not yet published already counts.
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.tail.load(Ordering::SeqCst) == self.head.load(Ordering::SeqCst)
+            && !self.overflowing.load(Ordering::SeqCst)
+    }
+
+    /// Jobs queued (a snapshot that may be off while pushes and takes run).
+    // (Under loom the lanes take the twin; only the queue's own models run.)
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn len(&self) -> usize {
+        let head = self.head.load(Ordering::SeqCst);
+        let tail = self.tail.load(Ordering::SeqCst);
+        let ring = tail.wrapping_sub(head).min(self.mask + 1);
+        ring + self.overflow_len.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// `capacity` free slots: all zeros (module docs).
+#[cfg(not(loom))]
+fn free_slots<T>(capacity: usize) -> Box<[Slot<T>]> {
+    use std::alloc::{alloc_zeroed, handle_alloc_error, Layout};
+    let layout = Layout::array::<Slot<T>>(capacity).expect("ring layout");
+    // SAFETY: the layout is not zero-sized (capacity >= 2, and a slot
+    // holds at least its stamp).
+    let p = unsafe { alloc_zeroed(layout) }.cast::<Slot<T>>();
+    if p.is_null() {
+        handle_alloc_error(layout);
+    }
+    // SAFETY: `p` is a fresh allocation of `capacity` slots with the
+    // layout `Box<[Slot<T>]>` uses (`Layout::array`), and all-zero bytes
+    // are a valid slot: an `AtomicUsize` of 0 (the free stamp of lap 0)
+    // and a `MaybeUninit`, which any bytes are.
+    unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, capacity)) }
+}
+
+/// `capacity` free slots (loom's atomics are not plain memory).
+#[cfg(loom)]
+fn free_slots<T>(capacity: usize) -> Box<[Slot<T>]> {
+    (0..capacity)
+        .map(|_| Slot {
+            stamp: AtomicUsize::new(0),
+            value: UnsafeCell::new(MaybeUninit::uninit()),
+        })
+        .collect()
+}
+
+impl<T> Drop for Injector<T> {
+    fn drop(&mut self) {
+        while self.pop_ring().is_some() {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Injector;
+
+    #[test]
+    fn fifo_through_wraps_and_the_overflow() {
+        let q = Injector::with_capacity(4);
+        let mut next = 0;
+        let mut expect = 0;
+        // Interleave bursts larger than the ring with partial drains.
+        for burst in [3, 9, 1, 17, 4, 30] {
+            for _ in 0..burst {
+                q.push(next);
+                next += 1;
+            }
+            assert_eq!(q.len(), next - expect);
+            for _ in 0..burst / 2 + 1 {
+                match q.pop() {
+                    Some(v) => {
+                        assert_eq!(v, expect, "taken out of order");
+                        expect += 1;
+                    }
+                    None => assert_eq!(expect, next),
+                }
+            }
+        }
+        while let Some(v) = q.pop() {
+            assert_eq!(v, expect);
+            expect += 1;
+        }
+        assert_eq!(expect, next);
+        assert!(q.is_empty());
+        assert_eq!(q.len(), 0);
+    }
+
+    #[test]
+    fn drop_drops_every_queued_value_once() {
+        use std::sync::Arc;
+        let token = Arc::new(());
+        {
+            let q = Injector::with_capacity(2);
+            for _ in 0..7 {
+                q.push(token.clone());
+            }
+            drop(q.pop());
+            assert_eq!(Arc::strong_count(&token), 7);
+        }
+        assert_eq!(Arc::strong_count(&token), 1);
+    }
+
+    #[test]
+    fn every_value_is_taken_once_across_threads() {
+        let q = Injector::with_capacity(8);
+        let per = if cfg!(miri) { 50 } else { 20_000 };
+        let taken: Vec<std::sync::atomic::AtomicU8> = (0..2 * per)
+            .map(|_| std::sync::atomic::AtomicU8::new(0))
+            .collect();
+        let pushed = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for p in 0..2 {
+                let (q, pushed) = (&q, &pushed);
+                s.spawn(move || {
+                    for i in 0..per {
+                        q.push(p * per + i);
+                        pushed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                });
+            }
+            for _ in 0..2 {
+                let (q, pushed, taken) = (&q, &pushed, &taken);
+                s.spawn(move || {
+                    // Each producer's values come out in its order.
+                    let mut last = [None::<usize>; 2];
+                    loop {
+                        let done = pushed.load(std::sync::atomic::Ordering::SeqCst) == 2 * per;
+                        match q.pop() {
+                            Some(v) => {
+                                taken[v].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                let p = v / per;
+                                assert!(last[p] < Some(v), "a producer's values reordered");
+                                last[p] = Some(v);
+                            }
+                            None if done && q.is_empty() => break,
+                            None => std::thread::yield_now(),
+                        }
+                    }
+                });
+            }
+        });
+        for (v, t) in taken.iter().enumerate() {
+            assert_eq!(t.load(std::sync::atomic::Ordering::Relaxed), 1, "value {v}");
+        }
+    }
+}
