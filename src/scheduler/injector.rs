@@ -53,10 +53,19 @@
 //! # Emptiness and sleep
 //!
 //! A worker parks only after it announced itself and then, behind a SeqCst
-//! fence, found every queue empty; a submitter pushes and then, behind a
-//! SeqCst fence, looks for sleepers (the sleep module). The push's store
-//! that the emptiness check reads is the tail CAS (or `overflowing`, set
-//! before the overflow lock is released), so one of the two sees the other.
+//! fence, failed to take a job; a submitter pushes and then, behind a
+//! SeqCst fence, looks for sleepers (the sleep module). Every store of the
+//! push (the tail CAS, the slot, the published stamp, or `overflowing` and
+//! the overflow) precedes the submitter's fence, and the worker's take
+//! reads the stamp (or `overflowing`) after its own, so one of the two
+//! sees the other. A take that finds a slot reserved but not yet
+//! published may let its worker park: that push has not reached its fence
+//! yet, and will find the sleeper after it.
+//!
+//! The fence after the push is needed even though the tail CAS is a
+//! SeqCst read-modify-write: the worker's take reads the stamp, which the
+//! push stores after the CAS with a plain Release store, and a store may
+//! pass a later load (x86's store buffer) without a fence between.
 //!
 //! The loom models of the scheduler run on a mutex twin of this queue (see
 //! `sync::deque`); this one has models of its own, and Miri runs the whole
