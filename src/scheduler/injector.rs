@@ -28,7 +28,7 @@
 //! index, a free ring is all zeros: it is allocated zeroed, so its pages are
 //! only touched, and resident, once a backlog reaches them. A pool that
 //! never queues more than a few hundred jobs pays for a few pages, not for
-//! the 1.5 MiB of [`NORMAL_RING`](super::lanes::NORMAL_RING) slots.)
+//! the 4 MiB of [`NORMAL_RING`](super::lanes::NORMAL_RING) slots.)
 //!
 //! The ring is allocated once, with the pool: no allocation per job.
 //!
@@ -71,8 +71,14 @@
 //! `sync::deque`); this one has models of its own, and Miri runs the whole
 //! scheduler on it.
 
+#[cfg(not(loom))]
+use std::alloc::{alloc_zeroed, dealloc, handle_alloc_error, Layout};
 use std::collections::VecDeque;
 use std::mem::MaybeUninit;
+#[cfg(not(loom))]
+use std::mem::{align_of, size_of};
+#[cfg(not(loom))]
+use std::ptr::NonNull;
 
 use crossbeam_utils::CachePadded;
 
@@ -81,6 +87,17 @@ use crate::sync::{AtomicBool, AtomicUsize, Lock, Ordering, UnsafeCell};
 /// Jobs moved from the overflow into the ring per lock taken by a taker.
 const REFILL: usize = 256;
 
+/// One slot per cache line: with 24-byte slots, two workers taking
+/// neighbouring jobs and the submitter writing the next one shared a line.
+/// Measured 2026-12-03, `runq-bench --only spawn_many_remote_idle,remote_spawn
+/// --engines crossbeam --repeat 15`, the builds alternated twice, runq's
+/// ratio to crossbeam, 24-byte then 64-byte slots: spawn_many_remote_idle
+/// 1.48, 1.31 then 1.07, 1.20; remote_spawn/2 0.76, 0.80 then 0.66, 0.68;
+/// remote_spawn/4 1.10, 1.05 then 0.95, 1.02. Two more alternated runs
+/// (with `--only` adding latency_under_load) were within the noise
+/// (spawn_many_remote_idle 1.28, 1.29 then 1.29, 1.45; remote_spawn/4
+/// 1.12, 1.23 then 1.22, 1.27): a help at best, never a clear loss.
+#[repr(align(64))]
 struct Slot<T> {
     /// The lap stamp (module docs).
     stamp: AtomicUsize,
@@ -91,8 +108,8 @@ struct Slot<T> {
 pub(crate) struct Injector<T> {
     head: CachePadded<AtomicUsize>,
     tail: CachePadded<AtomicUsize>,
-    slots: Box<[Slot<T>]>,
-    /// `slots.len() - 1`; the length is a power of two.
+    slots: Slots<T>,
+    /// The slot count minus one; the count is a power of two.
     mask: usize,
     /// Set while `overflow` may hold jobs; changed under its lock.
     overflowing: CachePadded<AtomicBool>,
@@ -117,7 +134,7 @@ impl<T> Injector<T> {
         Injector {
             head: CachePadded::new(AtomicUsize::new(0)),
             tail: CachePadded::new(AtomicUsize::new(0)),
-            slots: free_slots(capacity),
+            slots: Slots::zeroed(capacity),
             mask: capacity - 1,
             overflowing: CachePadded::new(AtomicBool::new(false)),
             overflow: Lock::new(VecDeque::new()),
@@ -141,7 +158,7 @@ impl<T> Injector<T> {
     fn push_ring(&self, value: T) -> Result<(), T> {
         let mut tail = self.tail.load(Ordering::Relaxed);
         loop {
-            let slot = &self.slots[tail & self.mask];
+            let slot = self.slots.get(tail & self.mask);
             let lap = tail & !self.mask;
             let stamp = slot.stamp.load(Ordering::Acquire);
             if stamp == lap {
@@ -198,7 +215,7 @@ impl<T> Injector<T> {
     fn pop_ring(&self) -> Option<T> {
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
-            let slot = &self.slots[head & self.mask];
+            let slot = self.slots.get(head & self.mask);
             let lap = head & !self.mask;
             let stamp = slot.stamp.load(Ordering::Acquire);
             if stamp == lap + 1 {
@@ -276,33 +293,90 @@ impl<T> Injector<T> {
     }
 }
 
-/// `capacity` free slots: all zeros (module docs).
+/// The ring's slots, all zeros (module docs), each on a cache line of its
+/// own.
+///
+/// `alloc_zeroed` with the slots' own alignment (64) allocates and then
+/// clears every byte, touching every page; with the allocator's plain
+/// alignment it is `calloc`, which takes a large block zeroed from the
+/// system and leaves its pages untouched. So the slots are carved out of a
+/// plainly aligned zeroed block one line larger, from its first line
+/// boundary.
 #[cfg(not(loom))]
-fn free_slots<T>(capacity: usize) -> Box<[Slot<T>]> {
-    use std::alloc::{alloc_zeroed, handle_alloc_error, Layout};
-    let layout = Layout::array::<Slot<T>>(capacity).expect("ring layout");
-    // SAFETY: the layout is not zero-sized (capacity >= 2, and a slot
-    // holds at least its stamp).
-    let p = unsafe { alloc_zeroed(layout) }.cast::<Slot<T>>();
-    if p.is_null() {
-        handle_alloc_error(layout);
-    }
-    // SAFETY: `p` is a fresh allocation of `capacity` slots with the
-    // layout `Box<[Slot<T>]>` uses (`Layout::array`), and all-zero bytes
-    // are a valid slot: an `AtomicUsize` of 0 (the free stamp of lap 0)
-    // and a `MaybeUninit`, which any bytes are.
-    unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, capacity)) }
+struct Slots<T> {
+    block: NonNull<u8>,
+    layout: Layout,
+    first: NonNull<Slot<T>>,
+    len: usize,
 }
 
-/// `capacity` free slots (loom's atomics are not plain memory).
+#[cfg(not(loom))]
+impl<T> Slots<T> {
+    fn zeroed(len: usize) -> Slots<T> {
+        let line = align_of::<Slot<T>>();
+        let size = size_of::<Slot<T>>()
+            .checked_mul(len)
+            .and_then(|s| s.checked_add(line))
+            .expect("ring size");
+        let layout = Layout::from_size_align(size, 16).expect("ring layout");
+        // SAFETY: the layout is not zero-sized.
+        let block = NonNull::new(unsafe { alloc_zeroed(layout) })
+            .unwrap_or_else(|| handle_alloc_error(layout));
+        let addr = block.as_ptr().addr();
+        let skip = addr.next_multiple_of(line) - addr;
+        // SAFETY: `skip < line`, so the `len` slots after it lie inside the
+        // block (`size` has the extra line).
+        let first = unsafe { block.add(skip) }.cast::<Slot<T>>();
+        Slots {
+            block,
+            layout,
+            first,
+            len,
+        }
+    }
+
+    #[inline]
+    fn get(&self, i: usize) -> &Slot<T> {
+        debug_assert!(i < self.len);
+        // SAFETY: callers index with `pos & mask`, below `len`; the slot is
+        // inside the block (see `zeroed`), aligned (`first` is on a line
+        // boundary and a slot's size is a multiple of its alignment), and
+        // initialised: all-zero bytes are a valid slot, an `AtomicUsize` of
+        // 0 (the free stamp of lap 0) and a `MaybeUninit`, which any bytes
+        // are. The block lives as long as `self`.
+        unsafe { &*self.first.as_ptr().add(i) }
+    }
+}
+
+#[cfg(not(loom))]
+impl<T> Drop for Slots<T> {
+    fn drop(&mut self) {
+        // SAFETY: `block` was allocated in `zeroed` with this layout. A
+        // slot owns nothing to drop (the injector takes its jobs out first).
+        unsafe { dealloc(self.block.as_ptr(), self.layout) }
+    }
+}
+
+/// The ring's slots under loom, whose atomics are not plain memory.
 #[cfg(loom)]
-fn free_slots<T>(capacity: usize) -> Box<[Slot<T>]> {
-    (0..capacity)
-        .map(|_| Slot {
-            stamp: AtomicUsize::new(0),
-            value: UnsafeCell::new(MaybeUninit::uninit()),
-        })
-        .collect()
+struct Slots<T>(Box<[Slot<T>]>);
+
+#[cfg(loom)]
+impl<T> Slots<T> {
+    fn zeroed(len: usize) -> Slots<T> {
+        Slots(
+            (0..len)
+                .map(|_| Slot {
+                    stamp: AtomicUsize::new(0),
+                    value: UnsafeCell::new(MaybeUninit::uninit()),
+                })
+                .collect(),
+        )
+    }
+
+    fn get(&self, i: usize) -> &Slot<T> {
+        &self.0[i]
+    }
 }
 
 impl<T> Drop for Injector<T> {

@@ -73,16 +73,18 @@ pub(crate) const LOW_EVERY: u32 = 32;
 pub(crate) const LIFO_BURST: u32 = 3;
 
 /// Jobs the Normal injector's ring holds before it overflows into a locked
-/// queue: 1.5 MiB of address space per pool, resident only as far as a
-/// backlog ever reached (see the injector module). spawn_many_remote_idle
+/// queue: 4 MiB of address space per pool (a cache line per slot),
+/// resident only as far as a backlog ever reached (see the injector
+/// module). spawn_many_remote_idle
 /// queues tens of thousands of tasks behind its one submitter on a busy
 /// host; with an 8192-job ring it spent 5% of its samples growing and
 /// locking the overflow. (Small under Miri, so its runs go through the
 /// ring's wrap and the overflow.)
 pub(crate) const NORMAL_RING: usize = if cfg!(miri) { 4 } else { 1 << 16 };
 
-/// The same for the High and Low lanes, which see far less traffic.
-const SIDE_RING: usize = if cfg!(miri) { 2 } else { 1024 };
+/// The same for the High and Low lanes, which see far less traffic (16 KiB
+/// each, cleared when allocated: blocks this small come from the heap).
+const SIDE_RING: usize = if cfg!(miri) { 2 } else { 256 };
 
 pub(crate) struct Lanes {
     pub(crate) high: Injector<JobRef>,
