@@ -201,9 +201,9 @@ pub mod __loom {
         crate::builder::WAIT_FOR_START.with(|s| s.set(on));
     }
 
-    /// The lanes' FIFO queue (`scheduler/injector.rs`), holding numbers,
+    /// The lanes' FIFO queue (`sync/injector.rs`), holding numbers,
     /// for models of its own.
-    pub struct Injector(crate::scheduler::injector::Injector<usize>);
+    pub struct Injector(crate::sync::injector::Injector<usize>);
 
     impl std::fmt::Debug for Injector {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -214,9 +214,7 @@ pub mod __loom {
     impl Injector {
         /// A queue whose ring holds `capacity` values before it overflows.
         pub fn with_capacity(capacity: usize) -> Injector {
-            Injector(crate::scheduler::injector::Injector::with_capacity(
-                capacity,
-            ))
+            Injector(crate::sync::injector::Injector::with_capacity(capacity))
         }
 
         /// Appends `value`.

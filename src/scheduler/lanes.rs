@@ -2,7 +2,7 @@
 //!
 //! # Lanes
 //!
-//! - **High**: one global FIFO [`Injector`] (see [`injector`](super::injector)).
+//! - **High**: one global FIFO [`Injector`] (runq's own ring, `sync/injector.rs`).
 //!   Every worker looks here first.
 //! - **Normal**: a global FIFO injector for tasks submitted from outside the
 //!   pool, plus one LIFO deque per worker for work spawned from inside (and
@@ -74,11 +74,10 @@ pub(crate) const LIFO_BURST: u32 = 3;
 
 /// Jobs the Normal injector's ring holds before it overflows into a locked
 /// queue: 4 MiB of address space per pool (a cache line per slot),
-/// resident only as far as a backlog ever reached (see the injector
-/// module). spawn_many_remote_idle
-/// queues tens of thousands of tasks behind its one submitter on a busy
-/// host; with an 8192-job ring it spent 5% of its samples growing and
-/// locking the overflow. (Small under Miri, so its runs go through the
+/// resident only as far as a backlog ever reached (see `sync/injector.rs`).
+/// spawn_many_remote_idle queues tens of thousands of tasks behind its one
+/// submitter on a busy host; with an 8192-job ring it spent 5% of its
+/// samples growing and locking the overflow. (Small under Miri, so its runs go through the
 /// ring's wrap and the overflow.)
 pub(crate) const NORMAL_RING: usize = if cfg!(miri) { 4 } else { 1 << 16 };
 

@@ -47,7 +47,6 @@
 //! the same edge.
 
 pub(crate) mod elastic;
-pub(crate) mod injector;
 pub(crate) mod lanes;
 pub(crate) mod sleep;
 pub(crate) mod worker;

@@ -14,14 +14,14 @@ pub(crate) use crossbeam_deque::{Steal, Stealer, Worker};
 #[cfg(any(loom, miri))]
 pub(crate) use twin::{Steal, Stealer, Worker};
 
-/// The lanes' FIFO queue: runq's own ring (`scheduler/injector.rs`),
+/// The lanes' FIFO queue: runq's own ring (`sync/injector.rs`),
 /// except in the scheduler's loom models, which take its twin (below).
 /// With the ring's dozen atomic steps per search, the models of two
 /// workers ran for over ten minutes each instead of seconds; the ring is
 /// checked by loom models of its own (`injector_*` in `loom-tests`), and
 /// Miri runs the scheduler on the ring itself.
 #[cfg(not(loom))]
-pub(crate) use crate::scheduler::injector::Injector;
+pub(crate) use super::injector::Injector;
 #[cfg(loom)]
 pub(crate) use twin::Injector;
 

@@ -8,8 +8,10 @@
 //! [`current_cpu`] says which CPU the caller runs on (a hint; a fixed value
 //! under loom and Miri).
 //!
-//! The work queues come from [`deque`]: crossbeam-deque in production, a
-//! loom-mutex twin under loom. The locks off the hot path (keys, the thread
+//! The work queues come from [`deque`]: the workers' deques are
+//! crossbeam-deque's in production, a loom-mutex twin under loom; the
+//! lanes' FIFO queue is runq's own ring, [`injector`] (built on this
+//! facade, and under the scheduler's loom models replaced by a twin too). The locks off the hot path (keys, the thread
 //! list, the timer, a scope's panic slot) are [`Mutex`] and [`Condvar`]
 //! below: std's futex-based ones, which stay real under loom (they are only
 //! held around code with no loom operation inside, and the timer thread does
@@ -21,6 +23,7 @@ mod cpu;
 pub(crate) mod deque;
 mod event_count;
 mod futex;
+pub(crate) mod injector;
 
 pub(crate) use cpu::current_cpu;
 pub(crate) use event_count::EventCount;

@@ -28,7 +28,7 @@
 //! index, a free ring is all zeros: it is allocated zeroed, so its pages are
 //! only touched, and resident, once a backlog reaches them. A pool that
 //! never queues more than a few hundred jobs pays for a few pages, not for
-//! the 4 MiB of [`NORMAL_RING`](super::lanes::NORMAL_RING) slots.)
+//! the Normal lane's 4 MiB of slots, `scheduler::lanes::NORMAL_RING`.)
 //!
 //! The ring is allocated once, with the pool: no allocation per job.
 //!
