@@ -79,7 +79,7 @@ pub(crate) const LIFO_BURST: u32 = 3;
 /// submitter on a busy host; with an 8192-job ring it spent 5% of its
 /// samples growing and locking the overflow. (Small under Miri, so its runs go through the
 /// ring's wrap and the overflow.)
-pub(crate) const NORMAL_RING: usize = if cfg!(miri) { 4 } else { 1 << 16 };
+const NORMAL_RING: usize = if cfg!(miri) { 4 } else { 1 << 16 };
 
 /// The same for the High and Low lanes, which see far less traffic (16 KiB
 /// each, cleared when allocated: blocks this small come from the heap).

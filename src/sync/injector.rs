@@ -114,9 +114,6 @@ pub(crate) struct Injector<T> {
     /// Set while `overflow` may hold jobs; changed under its lock.
     overflowing: CachePadded<AtomicBool>,
     overflow: Lock<VecDeque<T>>,
-    /// The overflow's length, for [`len`](Self::len) only (a hint, kept
-    /// out of loom's view).
-    overflow_len: std::sync::atomic::AtomicUsize,
 }
 
 // SAFETY: the queue moves `T`s between threads (needs `T: Send`); a slot's
@@ -138,7 +135,6 @@ impl<T> Injector<T> {
             mask: capacity - 1,
             overflowing: CachePadded::new(AtomicBool::new(false)),
             overflow: Lock::new(VecDeque::new()),
-            overflow_len: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -193,8 +189,6 @@ impl<T> Injector<T> {
     fn push_overflow(&self, value: T) {
         let mut overflow = self.overflow.lock();
         overflow.push_back(value);
-        self.overflow_len
-            .store(overflow.len(), std::sync::atomic::Ordering::Relaxed);
         self.overflowing.store(true, Ordering::SeqCst);
     }
 
@@ -269,8 +263,6 @@ impl<T> Injector<T> {
         if overflow.is_empty() {
             self.overflowing.store(false, Ordering::SeqCst);
         }
-        self.overflow_len
-            .store(overflow.len(), std::sync::atomic::Ordering::Relaxed);
         first
     }
 
@@ -283,13 +275,19 @@ impl<T> Injector<T> {
     }
 
     /// Jobs queued (a snapshot that may be off while pushes and takes run).
+    /// For `metrics()` only: it takes the overflow's lock when the overflow
+    /// is in use.
     // (Under loom the lanes take the twin; only the queue's own models run.)
     #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn len(&self) -> usize {
         let head = self.head.load(Ordering::SeqCst);
         let tail = self.tail.load(Ordering::SeqCst);
         let ring = tail.wrapping_sub(head).min(self.mask + 1);
-        ring + self.overflow_len.load(std::sync::atomic::Ordering::Relaxed)
+        if self.overflowing.load(Ordering::SeqCst) {
+            ring + self.overflow.lock().len()
+        } else {
+            ring
+        }
     }
 }
 
@@ -437,19 +435,21 @@ mod tests {
 
     #[test]
     fn every_value_is_taken_once_across_threads() {
+        use std::sync::atomic::{
+            AtomicU8, AtomicUsize,
+            Ordering::{Relaxed, SeqCst},
+        };
         let q = Injector::with_capacity(8);
         let per = if cfg!(miri) { 50 } else { 20_000 };
-        let taken: Vec<std::sync::atomic::AtomicU8> = (0..2 * per)
-            .map(|_| std::sync::atomic::AtomicU8::new(0))
-            .collect();
-        let pushed = std::sync::atomic::AtomicUsize::new(0);
+        let taken: Vec<AtomicU8> = (0..2 * per).map(|_| AtomicU8::new(0)).collect();
+        let pushed = AtomicUsize::new(0);
         std::thread::scope(|s| {
             for p in 0..2 {
                 let (q, pushed) = (&q, &pushed);
                 s.spawn(move || {
                     for i in 0..per {
                         q.push(p * per + i);
-                        pushed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        pushed.fetch_add(1, SeqCst);
                     }
                 });
             }
@@ -459,10 +459,10 @@ mod tests {
                     // Each producer's values come out in its order.
                     let mut last = [None::<usize>; 2];
                     loop {
-                        let done = pushed.load(std::sync::atomic::Ordering::SeqCst) == 2 * per;
+                        let done = pushed.load(SeqCst) == 2 * per;
                         match q.pop() {
                             Some(v) => {
-                                taken[v].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                taken[v].fetch_add(1, Relaxed);
                                 let p = v / per;
                                 assert!(last[p] < Some(v), "a producer's values reordered");
                                 last[p] = Some(v);
@@ -475,7 +475,7 @@ mod tests {
             }
         });
         for (v, t) in taken.iter().enumerate() {
-            assert_eq!(t.load(std::sync::atomic::Ordering::Relaxed), 1, "value {v}");
+            assert_eq!(t.load(Relaxed), 1, "value {v}");
         }
     }
 }
