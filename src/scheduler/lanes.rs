@@ -77,8 +77,8 @@ pub(crate) const LIFO_BURST: u32 = 3;
 /// resident only as far as a backlog ever reached (see `sync/injector.rs`).
 /// spawn_many_remote_idle queues tens of thousands of tasks behind its one
 /// submitter on a busy host; with an 8192-job ring it spent 5% of its
-/// samples growing and locking the overflow. (Small under Miri, so its runs go through the
-/// ring's wrap and the overflow.)
+/// samples growing and locking the overflow. (Small under Miri, so its
+/// runs go through the ring's wrap and the overflow.)
 const NORMAL_RING: usize = if cfg!(miri) { 4 } else { 1 << 16 };
 
 /// The same for the High and Low lanes, which see far less traffic (16 KiB

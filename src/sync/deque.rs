@@ -1,8 +1,9 @@
 //! The work queues. The workers' deques are `crossbeam-deque`'s in
-//! production; under loom and Miri, a twin with the same interface built on
-//! a mutex. (The lanes' FIFO queue is runq's own; see [`Injector`].) Under loom that mutex is
-//! loom's, so a job handed from one thread to another through a queue
-//! carries a happens-before edge loom can see. Under Miri it is std's:
+//! production; under loom and Miri, a twin with the same interface built
+//! on a mutex. (The lanes' FIFO queue is runq's own; see [`Injector`].)
+//! Under loom that mutex is loom's, so a job handed from one thread to
+//! another through a queue carries a happens-before edge loom can see.
+//! Under Miri it is std's:
 //! crossbeam-epoch's tagged pointers need exposed provenance, which Miri's
 //! strict-provenance mode rejects, so Miri checks runq's own unsafe code
 //! around a queue of plain safe code. crossbeam checks its own deques; our

@@ -152,35 +152,47 @@ impl<T> Injector<T> {
     /// Pushes into the ring, or hands `value` back if the ring is full.
     #[inline]
     fn push_ring(&self, value: T) -> Result<(), T> {
-        let mut tail = self.tail.load(Ordering::Relaxed);
+        let Some((slot, lap)) = self.reserve(&self.tail, 0) else {
+            return Err(value);
+        };
+        // SAFETY: `reserve` gave us position `tail`, whose slot is free (its
+        // last reader released it with the store `reserve` acquired); no one
+        // else touches it until we publish.
+        slot.value.with_mut(|p| unsafe { (*p).write(value) });
+        slot.stamp.store(lap + 1, Ordering::Release);
+        Ok(())
+    }
+
+    /// Reserves the next position of `cursor` (`tail` for a push, `head`
+    /// for a take) with one CAS, once its slot carries the stamp `lap +
+    /// ready`: `ready` is 0 for a push (free on this lap), 1 for a take
+    /// (published on this lap). Returns the slot and its lap, or `None`
+    /// when the slot still waits for the other side: the ring is full (a
+    /// push) or empty for now (a take).
+    #[inline(always)]
+    fn reserve(&self, cursor: &AtomicUsize, ready: usize) -> Option<(&Slot<T>, usize)> {
+        let mut pos = cursor.load(Ordering::Relaxed);
         loop {
-            let slot = self.slots.get(tail & self.mask);
-            let lap = tail & !self.mask;
+            let slot = self.slots.get(pos & self.mask);
+            let lap = pos & !self.mask;
+            let want = lap + ready;
             let stamp = slot.stamp.load(Ordering::Acquire);
-            if stamp == lap {
-                match self.tail.compare_exchange_weak(
-                    tail,
-                    tail.wrapping_add(1),
+            if stamp == want {
+                match cursor.compare_exchange_weak(
+                    pos,
+                    pos.wrapping_add(1),
                     Ordering::SeqCst,
                     Ordering::Relaxed,
                 ) {
-                    Ok(_) => {
-                        // SAFETY: the CAS reserved position `tail`, whose
-                        // slot the stamp says is free (its last reader
-                        // released it with the store we acquired); no one
-                        // else touches it until we publish.
-                        slot.value.with_mut(|p| unsafe { (*p).write(value) });
-                        slot.stamp.store(lap + 1, Ordering::Release);
-                        return Ok(());
-                    }
-                    Err(now) => tail = now,
+                    Ok(_) => return Some((slot, lap)),
+                    Err(now) => pos = now,
                 }
-            } else if (stamp.wrapping_sub(lap) as isize) < 0 {
-                // The slot still holds the job of the lap before: full.
-                return Err(value);
+            } else if (stamp.wrapping_sub(want) as isize) < 0 {
+                // The other side has not reached this slot on this lap.
+                return None;
             } else {
-                // Another push took `tail`; catch up.
-                tail = self.tail.load(Ordering::Relaxed);
+                // Another push (or take) got `pos`; catch up.
+                pos = cursor.load(Ordering::Relaxed);
             }
         }
     }
@@ -207,37 +219,13 @@ impl<T> Injector<T> {
 
     #[inline]
     fn pop_ring(&self) -> Option<T> {
-        let mut head = self.head.load(Ordering::Relaxed);
-        loop {
-            let slot = self.slots.get(head & self.mask);
-            let lap = head & !self.mask;
-            let stamp = slot.stamp.load(Ordering::Acquire);
-            if stamp == lap + 1 {
-                match self.head.compare_exchange_weak(
-                    head,
-                    head.wrapping_add(1),
-                    Ordering::SeqCst,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => {
-                        // SAFETY: the CAS reserved position `head`, which the
-                        // stamp says its push published (we acquired that
-                        // store); we read it once and free the slot.
-                        let value = slot.value.with(|p| unsafe { (*p).assume_init_read() });
-                        slot.stamp
-                            .store(lap.wrapping_add(self.mask + 1), Ordering::Release);
-                        return Some(value);
-                    }
-                    Err(now) => head = now,
-                }
-            } else if (stamp.wrapping_sub(lap + 1) as isize) < 0 {
-                // Not published yet at this position: empty for now.
-                return None;
-            } else {
-                // Another take got `head`; catch up.
-                head = self.head.load(Ordering::Relaxed);
-            }
-        }
+        let (slot, lap) = self.reserve(&self.head, 1)?;
+        // SAFETY: `reserve` gave us position `head`, which its push published
+        // (`reserve` acquired that store); we read it once and free the slot.
+        let value = slot.value.with(|p| unsafe { (*p).assume_init_read() });
+        slot.stamp
+            .store(lap.wrapping_add(self.mask + 1), Ordering::Release);
+        Some(value)
     }
 
     /// Takes the overflow's oldest job and refills the ring from it (module

@@ -11,9 +11,10 @@
 //! The work queues come from [`deque`]: the workers' deques are
 //! crossbeam-deque's in production, a loom-mutex twin under loom; the
 //! lanes' FIFO queue is runq's own ring, [`injector`] (built on this
-//! facade, and under the scheduler's loom models replaced by a twin too). The locks off the hot path (keys, the thread
-//! list, the timer, a scope's panic slot) are [`Mutex`] and [`Condvar`]
-//! below: std's futex-based ones, which stay real under loom (they are only
+//! facade, and under the scheduler's loom models replaced by a twin too).
+//!
+//! The locks off the hot path (keys, the thread list, the timer, a scope's
+//! panic slot) are [`Mutex`] and [`Condvar`] below: std's futex-based ones, which stay real under loom (they are only
 //! held around code with no loom operation inside, and the timer thread does
 //! not exist under loom). They are std's rather than parking_lot's because
 //! parking_lot's contended path casts integers to pointers, which Miri's
